@@ -1,0 +1,11 @@
+"""vfplugin: SR-IOV virtual functions for libvirt/QEMU domains.
+
+This package must stay cheap to import: the qemu hook imports it on every lifecycle event of every domain.
+Nothing here may import a third-party module.
+"""
+
+__version__ = "0.1.0"
+
+REQUEST_NS = "urn:vfplugin:1"
+ALIAS_PREFIX = "ua-vfplugin-"
+DEFAULT_CONFIG = "/etc/vfplugin/vfplugin.yaml"

@@ -1,0 +1,119 @@
+"""Value types for the names vfplugin handles: PCI addresses, MAC addresses, VLAN ids, netdev and domain names.
+
+Each is parsed and validated once, at the edge where it enters (XML, YAML, argv, sysfs), and carried as a
+value afterwards. Pure: no I/O, standard library only (the hook imports this on its fast path).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidValue
+
+_PCI_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # IFNAMESIZ is 16 with the NUL; no '/' or blanks
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.+:-]{1,64}$")
+# libvirt accepts user aliases ("ua-...") made of these characters only (USER_ALIAS_CHARS, domain_conf.c).
+_NIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+@dataclass(frozen=True, order=True)
+class PciAddress:
+    """A PCI function address, ``0000:0a:00.2``."""
+
+    domain: int
+    bus: int
+    slot: int
+    function: int
+
+    @classmethod
+    def parse(cls, text: str) -> PciAddress:
+        match = _PCI_RE.match(text.strip()) if isinstance(text, str) else None
+        if not match:
+            raise InvalidValue(what="PCI address", value=text, problem="expected DDDD:BB:SS.F, e.g. 0000:0a:00.2")
+        domain, bus, slot, function = match.groups()
+        address = cls(int(domain or "0", 16), int(bus, 16), int(slot, 16), int(function))
+        if address.slot > 0x1F:
+            raise InvalidValue(what="PCI address", value=text, problem="slot above 0x1f")
+        return address
+
+    @classmethod
+    def from_libvirt(cls, attrs: dict[str, str]) -> PciAddress:
+        """From the attributes of libvirt's ``<address type='pci' domain='0x0000' bus='0x0a' .../>``."""
+        try:
+            return cls(*(int(attrs.get(k, "0"), 0) for k in ("domain", "bus", "slot", "function")))
+        except ValueError:
+            raise InvalidValue(what="PCI address", value=str(dict(attrs)), problem="not a number") from None
+
+    def libvirt_attrs(self) -> dict[str, str]:
+        return {
+            "type": "pci",
+            "domain": f"0x{self.domain:04x}",
+            "bus": f"0x{self.bus:02x}",
+            "slot": f"0x{self.slot:02x}",
+            "function": f"0x{self.function:x}",
+        }
+
+    def __str__(self) -> str:
+        return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function:x}"
+
+
+def parse_mac(text: str, what: str = "MAC address") -> str:
+    """A unicast MAC address, returned lower-case with colons."""
+    if not isinstance(text, str) or not _MAC_RE.match(text):
+        raise InvalidValue(what=what, value=text, problem="expected six hex octets, e.g. 52:54:00:12:34:56")
+    mac = text.lower()
+    if int(mac[:2], 16) & 1:
+        raise InvalidValue(what=what, value=text, problem="a multicast address cannot be a NIC's MAC")
+    if mac == "00:00:00:00:00:00":
+        raise InvalidValue(what=what, value=text, problem="the all-zero address is not a NIC's MAC")
+    return mac
+
+
+def parse_mac_prefix(text: str) -> str:
+    """A 1-5 octet prefix for generated MACs (``52:54:00``), unicast."""
+    parts = text.split(":") if isinstance(text, str) else []
+    if not 1 <= len(parts) <= 5 or not all(re.fullmatch(r"[0-9a-fA-F]{2}", p) for p in parts):
+        raise InvalidValue(what="MAC prefix", value=text, problem="expected 1 to 5 hex octets, e.g. 52:54:00")
+    if int(parts[0], 16) & 1:
+        raise InvalidValue(what="MAC prefix", value=text, problem="the first octet must be unicast (even)")
+    return ":".join(parts).lower()
+
+
+def parse_int(text: object, what: str, low: int, high: int) -> int:
+    """An integer in [low, high], from XML/argv text or a YAML int."""
+    try:
+        if isinstance(text, bool):
+            raise ValueError
+        value = int(text) if isinstance(text, int) else int(str(text).strip(), 10)
+    except ValueError:
+        raise InvalidValue(what=what, value=text, problem=f"expected an integer {low}-{high}") from None
+    if not low <= value <= high:
+        raise InvalidValue(what=what, value=text, problem=f"must be {low}-{high}")
+    return value
+
+
+def parse_vlan(text: object) -> int:
+    return parse_int(text, "VLAN", 1, 4094)
+
+
+def parse_ifname(text: object, what: str = "interface name") -> str:
+    if not isinstance(text, str) or not _IFNAME_RE.match(text) or text in (".", ".."):
+        raise InvalidValue(what=what, value=text, problem="expected a Linux netdev name (1-15 of A-Z a-z 0-9 _ . -)")
+    return text
+
+
+def parse_name(text: object, what: str = "name") -> str:
+    """An identifier vfplugin puts into XML aliases, OVS external_ids and log lines (nic ids, pool names)."""
+    if not isinstance(text, str) or not _NAME_RE.match(text):
+        raise InvalidValue(what=what, value=text, problem="use 1-64 of A-Z a-z 0-9 _ . + : -")
+    return text
+
+
+def parse_nic_id(text: object) -> str:
+    """A request's nic id; it becomes the libvirt alias ``ua-vfplugin-<id>``, so libvirt's alias rules apply."""
+    if not isinstance(text, str) or not _NIC_ID_RE.match(text):
+        raise InvalidValue(what="nic id", value=text, problem="use 1-32 of A-Z a-z 0-9 _ - (a libvirt alias)")
+    return text

@@ -1,0 +1,204 @@
+"""The host configuration: YAML in, a frozen ``Config`` out, every problem named by its key.
+
+``parse`` is pure (a mapping in, a Config or a ConfigError out); ``load`` is the only function that touches
+the file system. A missing file is not an error: it gives the defaults and ``Config.source`` is None, which
+``vfctl doctor`` reports. Whether the PFs named here exist is the business of sysfs.py, not of this module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from . import DEFAULT_CONFIG
+from .addresses import parse_ifname, parse_int, parse_mac_prefix, parse_name
+from .errors import ConfigError, InvalidValue
+
+DEFAULT_LEDGER = "/var/lib/vfplugin/ledger.sqlite3"
+ENV_VAR = "VFPLUGIN_CONFIG"
+
+
+@dataclass(frozen=True)
+class Network:
+    """One ``ifname/bridge/ip-or-wire`` entry, as on the reference platform."""
+
+    ifname: str
+    bridge: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A named set of VFs: those of ``pfs`` (all managed PFs when empty) whose model is ``model`` (any if None)."""
+
+    name: str
+    pfs: tuple[str, ...] = ()
+    model: Optional[str] = None
+
+    def admits(self, pf: str, model: str) -> bool:
+        return (not self.pfs or pf in self.pfs) and (self.model is None or self.model == model)
+
+
+@dataclass(frozen=True)
+class Config:
+    sriov_nics: tuple[str, ...] = ()
+    ovs_offload_nics: tuple[str, ...] = ()
+    networks: tuple[Network, ...] = ()
+    pools: tuple[Pool, ...] = ()
+    ledger: Path = Path(DEFAULT_LEDGER)
+    mac_prefix: str = "52:54:00"
+    reservation_ttl: int = 300
+    sysfs_root: Path = Path("/")
+    source: Optional[Path] = field(default=None, compare=False)  # None: no file, defaults in force
+
+    @property
+    def managed_pfs(self) -> tuple[str, ...]:
+        """Every PF whose VFs vfplugin hands out, in configuration order."""
+        return tuple(dict.fromkeys(self.sriov_nics + self.ovs_offload_nics))
+
+    def pool(self, name: str) -> Optional[Pool]:
+        return next((p for p in self.pools if p.name == name), None)
+
+    def bridge_for(self, pf: str) -> Optional[str]:
+        """The OVS bridge for a PF's representors: the bridge ``networks`` names for that PF."""
+        return next((n.bridge for n in self.networks if n.ifname == pf), None)
+
+    def pools_of(self, pf: str, model: str) -> tuple[str, ...]:
+        return tuple(p.name for p in self.pools if p.admits(pf, model))
+
+
+_KEYS = {
+    "sriov_nics", "ovs_offload_nics", "networks", "pools", "ledger", "mac_prefix", "reservation_ttl", "sysfs_root",
+}
+
+
+def parse(data: Any, source: str = "<config>") -> Config:
+    """Validate a loaded YAML document. Raises ConfigError naming the key and the fix."""
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(path=source, key=key, problem=problem)
+
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise fail("(top level)", f"expected a mapping of keys, got {type(data).__name__}")
+    unknown = sorted(str(k) for k in data if k not in _KEYS)
+    if unknown:
+        raise fail(unknown[0], f"unknown key; known keys are {', '.join(sorted(_KEYS))}")
+
+    def nic_list(key: str) -> tuple[str, ...]:
+        value = data.get(key, [])
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise fail(key, f"expected a list of netdev names like [eth2], got {value!r}")
+        try:
+            names = tuple(parse_ifname(v, "PF name") for v in value)
+        except InvalidValue as e:
+            raise fail(key, str(e)) from None
+        if len(set(names)) != len(names):
+            raise fail(key, "a PF is listed twice")
+        return names
+
+    sriov_nics = nic_list("sriov_nics")
+    ovs_offload_nics = nic_list("ovs_offload_nics")
+    managed = set(sriov_nics) | set(ovs_offload_nics)
+
+    networks = []
+    raw_networks = data.get("networks") or []
+    if not isinstance(raw_networks, list):
+        raise fail("networks", "expected a list of 'ifname/bridge/ip-or-wire' strings")
+    for entry in raw_networks:
+        parts = entry.split("/", 2) if isinstance(entry, str) else []
+        if len(parts) != 3 or not all(parts):
+            raise fail("networks", f"{entry!r} is not 'ifname/bridge/ip-or-wire' (e.g. eth3/br1/bcast0)")
+        try:
+            networks.append(Network(parse_ifname(parts[0]), parse_ifname(parts[1], "bridge name"), parts[2]))
+        except InvalidValue as e:
+            raise fail("networks", str(e)) from None
+
+    pools = []
+    raw_pools = data.get("pools") or {}
+    if not isinstance(raw_pools, Mapping):
+        raise fail("pools", "expected a mapping of pool name -> {pfs: [...], model: ...}")
+    for name, spec in raw_pools.items():
+        key = f"pools.{name}"
+        try:
+            parse_name(name, "pool name")
+        except InvalidValue as e:
+            raise fail(key, str(e)) from None
+        if not isinstance(spec, Mapping):
+            raise fail(key, "expected {pfs: [eth2], model: \"...\"}")
+        extra = sorted(set(spec) - {"pfs", "model"})
+        if extra:
+            raise fail(f"{key}.{extra[0]}", "unknown key; a pool has pfs and model")
+        pfs = spec.get("pfs") or []
+        if not isinstance(pfs, list) or not all(isinstance(p, str) for p in pfs):
+            raise fail(f"{key}.pfs", "expected a list of PF names")
+        for pf in pfs:
+            if pf not in managed:
+                raise fail(f"{key}.pfs", f"PF {pf!r} is not in sriov_nics or ovs_offload_nics; add it there first")
+        model = spec.get("model")
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise fail(f"{key}.model", "expected a model name as `vfctl list` shows it")
+        pools.append(Pool(str(name), tuple(pfs), model))
+
+    def path(key: str, default: str) -> Path:
+        value = data.get(key, default)
+        if not isinstance(value, str) or not value.startswith("/"):
+            raise fail(key, f"expected an absolute path, got {value!r}")
+        return Path(value)
+
+    try:
+        mac_prefix = parse_mac_prefix(data.get("mac_prefix", "52:54:00"))
+    except InvalidValue as e:
+        raise fail("mac_prefix", str(e)) from None
+    try:
+        ttl = parse_int(data.get("reservation_ttl", 300), "reservation_ttl", 1, 7 * 24 * 3600)
+    except InvalidValue as e:
+        raise fail("reservation_ttl", str(e)) from None
+
+    return Config(
+        sriov_nics=sriov_nics,
+        ovs_offload_nics=ovs_offload_nics,
+        networks=tuple(networks),
+        pools=tuple(pools),
+        ledger=path("ledger", DEFAULT_LEDGER),
+        mac_prefix=mac_prefix,
+        reservation_ttl=ttl,
+        sysfs_root=path("sysfs_root", "/"),
+        source=Path(source) if source != "<config>" else None,
+    )
+
+
+def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Path:
+    """``--config`` wins, then ``$VFPLUGIN_CONFIG``, then /etc/vfplugin/vfplugin.yaml."""
+    env = os.environ if environ is None else environ
+    return Path(explicit or env.get(ENV_VAR) or DEFAULT_CONFIG)
+
+
+def load(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Read and validate the configuration file; a missing file gives the defaults (``source`` None)."""
+    path = config_path(explicit, environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:  # a file named on the command line must exist
+            raise ConfigError(path=str(path), key="(file)", problem="no such file") from None
+        return Config()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(path=str(path), key="(file)", problem=f"cannot read: {e}") from None
+
+    import yaml  # deferred: the hook's fast path never needs it
+
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader, chosen above
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise ConfigError(path=str(path), key=where, problem=f"not valid YAML: {getattr(e, 'problem', e)}") from None
+    return parse(data, str(path))

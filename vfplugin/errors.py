@@ -1,0 +1,120 @@
+"""The one error hierarchy of vfplugin: every failure a user can cause or fix is a VfpluginError.
+
+Each class carries its message template (``msg_fmt``) and, where there is one, the fix (``hint``); both are
+formatted from keyword arguments, so the text lives in one place. ``str(error)`` is always a single line:
+the hook and ``vfctl`` print exactly that, and only bugs (any other exception) produce a traceback, which
+goes to the log. This module must never import anything beyond the standard library.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VfpluginError(Exception):
+    """Base class: a one-line, user-facing failure."""
+
+    msg_fmt = "{detail}"
+    hint = ""
+    exit_code = 1
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        message = self.msg_fmt.format(**kwargs)
+        hint = self.hint.format(**kwargs) if self.hint else ""
+        text = f"{message}; {hint}" if hint else message
+        # One line, always: a value quoted from a file must not break the line.
+        super().__init__(" ".join(text.split()))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+# --- input: configuration, requests, values ---------------------------------------------------------------
+
+
+class ConfigError(VfpluginError):
+    """The YAML configuration is missing a piece, has an unknown key or a bad value."""
+
+    msg_fmt = "{path}: {key}: {problem}"
+    exit_code = 2
+
+
+class InvalidValue(VfpluginError):
+    """A PCI address, MAC, VLAN, name... that does not parse."""
+
+    msg_fmt = "{what} {value!r} is invalid: {problem}"
+    exit_code = 2
+
+
+class RequestError(VfpluginError):
+    """The domain XML or the vfplugin request inside it is unusable."""
+
+    msg_fmt = "{source}: {problem}"
+    exit_code = 2
+
+
+# --- the host ------------------------------------------------------------------------------------------------
+
+
+class HostError(VfpluginError):
+    """A PF or VF is not where the configuration says, or cannot do SR-IOV."""
+
+    msg_fmt = "{problem}"
+
+
+class PfNotFound(HostError):
+    msg_fmt = "PF {pf!r} does not exist on this host (no {path})"
+    hint = "fix sriov_nics/ovs_offload_nics in the configuration or bring the NIC up"
+
+
+class PfNotSriov(HostError):
+    msg_fmt = "PF {pf!r} ({address}) has no SR-IOV capability (no sriov_totalvfs)"
+    hint = "remove it from the configuration or enable SR-IOV in the firmware"
+
+
+class CommandFailed(VfpluginError):
+    """A subprocess (ovs-vsctl, devlink, ...) failed; the message carries its argv and stderr."""
+
+    msg_fmt = "{argv} failed ({status}): {stderr}"
+
+
+# --- state: ledger and allocation ---------------------------------------------------------------------------
+
+
+class LedgerError(VfpluginError):
+    """The ledger file is locked, corrupt, unwritable or of an unknown schema."""
+
+    msg_fmt = "ledger {path}: {problem}"
+
+
+class VfBusy(VfpluginError):
+    """A VF is held by another domain."""
+
+    msg_fmt = 'VF {vf} is in use by domain "{holder}"'
+    hint = "run 'vfctl start {domain}' to choose a free VF"
+
+
+class NoCandidate(VfpluginError):
+    """No VF satisfies a request; the message says why."""
+
+    msg_fmt = "no VF for nic {nic!r} ({selector}): {why}"
+
+
+# --- kernel and switch -------------------------------------------------------------------------------------
+
+
+class VfSettingRefused(VfpluginError):
+    """The NIC driver refused a VF setting the request asks for."""
+
+    msg_fmt = "PF {pf} refused {setting}={value} for VF {vf_index}: {reason}"
+    hint = "remove {setting} from the request or use a NIC that supports it"
+
+
+class OvsError(VfpluginError):
+    msg_fmt = "Open vSwitch: {problem}"
+
+
+class LibvirtError(VfpluginError):
+    msg_fmt = "libvirt: {problem}"
