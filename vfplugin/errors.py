@@ -74,6 +74,16 @@ class PfNotSriov(HostError):
     hint = "remove it from the configuration or enable SR-IOV in the firmware"
 
 
+class PfNoVfs(HostError):
+    msg_fmt = "PF {pf!r} ({address}) has 0 VFs (sriov_numvfs is 0, the NIC supports {total})"
+    hint = "run 'vfctl pf set-vfs {pf} {total}'"
+
+
+class VfCountRefused(HostError):
+    msg_fmt = "PF {pf!r} supports 0 to {total} VFs, not {n}"
+    hint = "run 'vfctl pf set-vfs {pf} N' with N from 0 to {total}"
+
+
 class CommandFailed(VfpluginError):
     """A subprocess (ovs-vsctl, devlink, ...) failed; the message carries its argv and stderr."""
 
