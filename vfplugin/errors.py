@@ -99,6 +99,26 @@ class LedgerError(VfpluginError):
     msg_fmt = "ledger {path}: {problem}"
 
 
+class LedgerLocked(LedgerError):
+    msg_fmt = "ledger {path}: locked by another process for more than {timeout:g} s"
+    hint = "retry, or find the process holding it with 'fuser {path}'"
+
+
+class LedgerCorrupt(LedgerError):
+    msg_fmt = "ledger {path}: corrupt ({problem})"
+    hint = "move it aside (mv {path} {path}.bad) and run 'vfctl reconcile' to rebuild it from the running domains"
+
+
+class LedgerUnwritable(LedgerError):
+    msg_fmt = "ledger {path}: {problem}"
+    hint = "{fix}"
+
+
+class LedgerTooNew(LedgerError):
+    msg_fmt = "ledger {path}: schema version {found} was written by a newer vfplugin (this one knows up to {known})"
+    hint = "upgrade vfplugin; the file was left untouched"
+
+
 class VfBusy(VfpluginError):
     """A VF is held by another domain."""
 
