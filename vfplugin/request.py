@@ -8,7 +8,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -127,3 +127,15 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
         min_tx_rate=min_rate,
         max_tx_rate=max_rate,
     )
+
+
+def metadata_xml(nics: Sequence[NicRequest]) -> str:
+    """The ``<vfp:nics>`` element for ``nics``, as libvirt's setMetadata takes it (``vfctl attach/detach``)."""
+    from xml.sax.saxutils import quoteattr
+
+    from . import REQUEST_NS
+
+    items = "".join(
+        "<vfp:nic " + " ".join(f"{k}={quoteattr(v)}" for k, v in nic.attributes().items()) + "/>" for nic in nics
+    )
+    return f'<vfp:nics xmlns:vfp="{REQUEST_NS}">{items}</vfp:nics>'

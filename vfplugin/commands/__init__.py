@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ..config import Config, load
 
@@ -10,3 +11,31 @@ from ..config import Config, load
 def config(args: argparse.Namespace) -> Config:
     """The configuration named by ``--config``, ``$VFPLUGIN_CONFIG`` or the default path."""
     return load(getattr(args, "config", None))
+
+
+def read_domain_file(path: str) -> Any:
+    """A domain XML file, parsed safely (vfplugin.domxml); one-line errors for unreadable files."""
+    from ..domxml import MAX_XML_BYTES, parse_domain
+    from ..errors import RequestError
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_XML_BYTES + 1)
+    except OSError as e:
+        raise RequestError(source=path, problem=f"cannot read: {e.strerror}") from None
+    return parse_domain(data, source=path)
+
+
+def open_ledger(cfg: Config) -> Any:
+    from ..ledger import Ledger
+
+    return Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl)
+
+
+def host(cfg: Config) -> tuple[Any, Any]:
+    """(sysfs, inventory) of this host as the configuration describes it."""
+    from ..inventory import discover
+    from ..sysfs import Sysfs
+
+    sysfs = Sysfs(cfg.sysfs_root)
+    return sysfs, discover(cfg, sysfs)

@@ -1,11 +1,34 @@
-"""PLACEHOLDER: to be written (see the issue)."""
+"""``vfctl define FILE``: choose VFs, reserve them, and define the domain in libvirt."""
 
-HELP = "(not written yet)"
+from __future__ import annotations
+
+import argparse
+
+from . import config, host, open_ledger, read_domain_file
+
+HELP = "choose and reserve VFs for FILE's requests, then define the domain in libvirt"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="domain XML with a <vfp:nics xmlns:vfp='urn:vfplugin:1'> request")
 
 
-def run(args):
-    raise NotImplementedError("define")
+def run(args: argparse.Namespace) -> int:
+    from .. import virt
+    from ..rewrite import assign_and_reserve, domain_uuid
+
+    cfg = config(args)
+    domain = read_domain_file(args.file)
+    sysfs, inventory = host(cfg)
+    with virt.connect(args.connect) as conn, open_ledger(cfg) as ledger:
+        ledger.record_vfs(inventory.vfs)
+        assignments = assign_and_reserve(domain, cfg, inventory.vfs, ledger, sysfs.cpu_nodes())
+        try:
+            virt.call(f"define {domain.name}", conn.defineXML, domain.to_bytes().decode("utf-8"))
+        except Exception:
+            ledger.release(domain_uuid(domain), reason="define failed")
+            raise
+    print(f"Domain '{domain.name}' defined from {args.file}")
+    for a in assignments:
+        print(f"  {a.choice.nic.id}: VF {a.choice.vf.address} ({a.choice.vf.pf} vf {a.choice.vf.vf_index}), MAC {a.mac}")
+    return 0

@@ -1,0 +1,90 @@
+"""Configuring a held VF for its domain, and undoing it: VF settings through the PF, representor in OVS.
+
+One place for what the hook does at ``prepare begin``/``release end`` and ``vfctl attach/detach --live`` does on
+hot-plug. ``configure`` is all or nothing for one VF (what it set is put back before it raises); the previous
+settings go into the lease so ``unconfigure`` can restore them in another process, after a crash, or a reboot
+of libvirtd. ``unconfigure`` is best effort and idempotent: it returns its problems instead of raising.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from .errors import HostError, VfpluginError
+from .log import LOG
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .ledger import Lease, Ledger
+    from .plan import Holding
+    from .sysfs import Sysfs
+
+
+def offload_port(config: Config, sysfs: Sysfs, pf: str, vf: str) -> Optional[tuple[str, str]]:
+    """(bridge, representor) when ``pf`` is an OVS offload PF; HostError when either cannot be found."""
+    if pf not in config.ovs_offload_nics:
+        return None
+    bridge = config.bridge_for(pf)
+    if bridge is None:
+        raise HostError(problem=f"PF {pf} is in ovs_offload_nics but no networks: entry names its bridge "
+                                f"(add e.g. {pf}/br1/bcast0)")
+    from .addresses import PciAddress
+
+    info = sysfs.vf(PciAddress.parse(vf))
+    if info is None or not info.representor:
+        raise HostError(problem=f"VF {vf} of switchdev PF {pf} has no representor netdev; check that "
+                                f"'devlink dev eswitch show pci/<PF>' says mode switchdev")
+    return bridge, info.representor
+
+
+def plug(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> bool:
+    port = offload_port(config, sysfs, h.pf, h.vf)
+    if port is None:
+        return False
+    from . import ovs
+
+    ovs.plug(port[0], port[1], domain_uuid=uuid, iface_id=f"{name}-{h.nic_id or h.vf}", mac=h.mac or "",
+             vlan=h.vlan)
+    return True
+
+
+def unplug(config: Config, sysfs: Sysfs, pf: str, vf: str) -> None:
+    port = offload_port(config, sysfs, pf, vf)
+    if port is not None:
+        from . import ovs
+
+        ovs.unplug(port[1])
+
+
+def configure(config: Config, sysfs: Sysfs, ledger: Ledger, uuid: str, name: str, h: Holding) -> None:
+    """Apply the VF settings libvirt does not and plug the representor; undo both if either fails."""
+    from . import netlink
+
+    settings = h.settings()
+    previous: dict[str, Any] = {}
+    if settings:
+        previous = netlink.apply(h.pf, h.vf_index, settings)
+        ledger.save_settings(uuid, h.vf, {"pf": h.pf, "vf_index": h.vf_index, "settings": previous})
+    try:
+        plug(config, sysfs, uuid, name, h)
+    except VfpluginError:
+        for problem in netlink.restore(h.pf, h.vf_index, previous):
+            LOG.warning("rollback of %s: %s", h.vf, problem)
+        raise
+
+
+def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str]) -> list[str]:
+    """Unplug the representor and put back the settings saved in ``lease``. Returns the problems, one line each."""
+    from . import netlink
+
+    problems = []
+    saved = lease.saved or {}
+    pf = saved.get("pf") or pf
+    if pf:
+        try:
+            unplug(config, sysfs, pf, lease.vf)
+        except VfpluginError as e:
+            problems.append(f"unplug {lease.vf}: {e}")
+    if saved.get("settings"):
+        problems += netlink.restore(saved["pf"], int(saved["vf_index"]), saved["settings"])
+    return problems

@@ -1,0 +1,283 @@
+"""The libvirt qemu hook: ``<domain> <operation> <sub-operation> <extra>`` + domain XML on stdin -> an action.
+
+Facts that shape it (DESIGN.md section 1): only ``migrate begin`` and ``restore begin`` may rewrite the XML
+(stdout); ``prepare begin`` and ``start begin`` can refuse a start (exit 1, stderr reaches the user through
+virsh); ``stopped end``/``release end`` run after every start attempt, even one refused at prepare, so they are
+idempotent and touch only this domain's leases; a failing ``reconnect begin`` kills the VM, so it always exits 0.
+The hook never calls libvirt (the domain is locked) and reads only stdin and local state.
+
+Speed: the hook runs on every lifecycle event of every domain on the host. Module level imports only the
+standard library's already-loaded ``sys``/``os``; a domain whose XML has neither vfplugin's namespace nor a
+hostdev is let through before anything else is imported. A vfplugin failure blocks only a domain that is
+vfplugin's (it carries the request namespace, or a hostdev on a managed PF); any other domain passes.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .domxml import Domain
+    from .ledger import Ledger
+    from .plan import Holding
+    from .sysfs import Sysfs
+
+REQUEST_MARK = b"urn:vfplugin:1"
+HOSTDEV_MARK = b"hostdev"  # <hostdev ...> and <interface type='hostdev'>
+CAN_REFUSE = {"prepare", "start", "migrate", "restore"}
+
+
+def script(python: str = "/usr/bin/python3") -> str:
+    """The executable installed as /etc/libvirt/hooks/qemu.d/vfplugin (hooks/qemu is this, for /usr/bin/python3).
+
+    ``-I``: the hook runs as root; ignore PYTHON* variables, the user site and the current directory.
+    """
+    return (
+        f"#!{python} -I\n"
+        '"""vfplugin\'s libvirt qemu hook: installed as /etc/libvirt/hooks/qemu.d/vfplugin (see vfplugin/hook.py)."""\n'
+        "import sys\n\n"
+        "from vfplugin.hook import main\n\n"
+        "sys.exit(main())\n"
+    )
+
+
+def concerns_vfplugin(xml: bytes) -> bool:
+    """Cheap pre-check: could this domain be vfplugin's at all? (No parsing: a byte search.)"""
+    return REQUEST_MARK in xml or HOSTDEV_MARK in xml
+
+
+def main(argv: Optional[list[str]] = None, stdin: Optional[IO[bytes]] = None,
+         stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 3:
+        return 0
+    name, operation, sub = args[0], args[1], args[2]
+    handler = _HANDLERS.get((operation, sub))
+    if handler is None:
+        return 0
+    xml = (stdin or sys.stdin.buffer).read()
+    if not concerns_vfplugin(xml):
+        return 0
+    return _run(handler, name, operation, sub, xml, stdout or sys.stdout, stderr or sys.stderr)
+
+
+class _Context:
+    """What one hook invocation knows: the domain, the configuration, and lazily the ledger and sysfs."""
+
+    def __init__(self, name: str, xml: bytes, out: IO[str]) -> None:
+        from .config import load
+        from .domxml import parse_domain
+
+        self.name = name
+        self.xml = xml
+        self.out = out
+        self.domain: Domain = parse_domain(xml, source=f"domain {name}")
+        self.uuid: str = self.domain.uuid or name
+        self.ours = self.domain.has_request()  # decided before anything else can fail
+        self.config: Config = load()
+        self._sysfs: Optional[Sysfs] = None
+
+    @property
+    def sysfs(self) -> Sysfs:
+        if self._sysfs is None:
+            from .sysfs import Sysfs
+
+            self._sysfs = Sysfs(self.config.sysfs_root)
+        return self._sysfs
+
+    def holdings(self) -> list[Holding]:
+        from .errors import RequestError
+        from .plan import duplicates, holdings
+
+        def locate(address: Any) -> Optional[tuple[str, int]]:
+            vf = self.sysfs.vf(address)
+            return (vf.pf, vf.vf_index) if vf is not None and vf.pf else None
+
+        held = holdings(self.domain, self.config, locate)
+        if held:
+            self.ours = True
+        twice = duplicates(held)
+        if twice:
+            raise RequestError(source=f"domain {self.name}", problem=f"VF {twice} is listed twice")
+        return held
+
+    def ledger(self) -> Ledger:
+        from .ledger import Ledger
+
+        return Ledger.open(self.config.ledger, ttl=self.config.reservation_ttl)
+
+
+def _run(handler: Callable[[_Context], int], name: str, operation: str, sub: str, xml: bytes,
+         out: IO[str], err: IO[str]) -> int:
+    from .errors import VfpluginError
+    from .log import LOG, setup
+
+    setup("vfplugin-hook", domain=name, operation=f"{operation}/{sub}")
+    ctx: Optional[_Context] = None
+    # Until the XML is parsed, "ours" is the cheap guess: the request namespace is present.
+    ours = REQUEST_MARK in xml
+    try:
+        ctx = _Context(name, xml, out)
+        result = handler(ctx)
+        ours = ctx.ours
+        return result
+    except VfpluginError as e:
+        ours = ctx.ours if ctx is not None else ours
+        LOG.error("%s", e)
+        if operation in CAN_REFUSE and ours:
+            print(f"vfplugin: {e}", file=err)
+            return 1
+        return 0
+    except Exception as e:  # a bug: the traceback goes to the log, never to the user's terminal
+        ours = ctx.ours if ctx is not None else ours
+        LOG.exception("internal error")
+        if operation in CAN_REFUSE and ours:
+            print(f"vfplugin: internal error: {type(e).__name__}: {e} (traceback in the system log)", file=err)
+            return 1
+        return 0
+
+
+# --- the actions -----------------------------------------------------------------------------------------
+
+
+def _wants(held: list[Holding]) -> list[Any]:
+    from .ledger import Want
+
+    return [Want(vf=h.vf, nic_id=h.nic_id, mac=h.mac or (h.nic.mac if h.nic else None), vlan=h.vlan) for h in held]
+
+
+def prepare(ctx: _Context) -> int:
+    """Claim every VF the domain holds (all or none), apply what libvirt does not, plug representors."""
+    from .configure import configure, unconfigure
+    from .errors import VfpluginError
+    from .log import LOG
+
+    held = ctx.holdings()
+    if not held:
+        return 0
+    with ctx.ledger() as ledger:
+        ledger.claim(ctx.uuid, ctx.name, _wants(held))
+        try:
+            for h in held:
+                configure(ctx.config, ctx.sysfs, ledger, ctx.uuid, ctx.name, h)
+        except VfpluginError as e:
+            # Nothing half-configured: undo what was done, free the claim, then refuse the start.
+            for lease in ledger.leases():
+                if lease.domain_uuid == ctx.uuid:
+                    for problem in unconfigure(ctx.config, ctx.sysfs, lease, None):
+                        LOG.warning("rollback: %s", problem)
+            ledger.release(ctx.uuid, reason=f"start refused: {e}")
+            raise
+        ledger.journal("prepare", "ok", domain_uuid=ctx.uuid, domain_name=ctx.name,
+                       detail=", ".join(h.vf for h in held))
+    return 0
+
+
+def start(ctx: _Context) -> int:
+    """Re-assert the settings after libvirt's own device set-up (it rewrites MAC/VLAN, and qos with them)."""
+    from . import netlink
+
+    for h in ctx.holdings():
+        settings = h.settings()
+        if settings:
+            netlink.apply(h.pf, h.vf_index, settings)
+    return 0
+
+
+def started(ctx: _Context) -> int:
+    if ctx.holdings():
+        with ctx.ledger() as ledger:
+            ledger.mark_started(ctx.uuid)
+    return 0
+
+
+def stopped(ctx: _Context) -> int:
+    """Unplug representors; failures are logged and journaled, never raised (stopping cannot be refused)."""
+    from .configure import unplug
+    from .errors import VfpluginError
+
+    problems = []
+    for h in ctx.holdings():
+        try:
+            unplug(ctx.config, ctx.sysfs, h.pf, h.vf)
+        except VfpluginError as e:
+            problems.append(f"{h.vf}: {e}")
+    if problems:
+        with ctx.ledger() as ledger:
+            ledger.journal("unplug", "failed", domain_uuid=ctx.uuid, domain_name=ctx.name, detail="; ".join(problems))
+    return 0
+
+
+def release(ctx: _Context) -> int:
+    """Put back VF settings, unplug, free this domain's leases (only this UUID's), journal; idempotent."""
+    from .configure import unconfigure
+    from .log import LOG
+
+    try:
+        pfs = {h.vf: h.pf for h in ctx.holdings()}
+    except Exception as e:  # a broken request must not keep the leases from being freed
+        LOG.warning("release: %s", e)
+        pfs = {}
+    with ctx.ledger() as ledger:
+        for lease in ledger.leases():
+            if lease.domain_uuid != ctx.uuid:
+                continue
+            for problem in unconfigure(ctx.config, ctx.sysfs, lease, pfs.get(lease.vf)):
+                LOG.warning("release: %s", problem)
+                ledger.journal("restore", "failed", domain_uuid=ctx.uuid, domain_name=ctx.name,
+                               vf=lease.vf, detail=problem)
+        ledger.release(ctx.uuid, reason="released")
+    return 0
+
+
+def reconnect(ctx: _Context) -> int:
+    """libvirtd restarted and found the domain running: re-assert its leases. Always exit 0 (else the VM dies)."""
+    from .configure import plug
+    from .errors import VfpluginError
+    from .log import LOG
+
+    held = ctx.holdings()
+    if not held:
+        return 0
+    with ctx.ledger() as ledger:
+        try:
+            ledger.claim(ctx.uuid, ctx.name, _wants(held))
+            ledger.mark_started(ctx.uuid)
+        except VfpluginError as e:
+            LOG.error("reconnect: inconsistent ledger, the running domain keeps its VFs: %s", e)
+            ledger.journal("reconnect", "inconsistent", domain_uuid=ctx.uuid, domain_name=ctx.name, detail=str(e))
+    for h in held:
+        try:
+            plug(ctx.config, ctx.sysfs, ctx.uuid, ctx.name, h)
+        except VfpluginError as e:
+            LOG.error("reconnect: re-plug %s: %s", h.vf, e)
+    return 0
+
+
+def incoming(ctx: _Context) -> int:
+    """``migrate begin``/``restore begin``: the XML comes from elsewhere; point each request at a free local VF."""
+    if not ctx.domain.has_request():
+        return 0
+    from .inventory import discover
+    from .rewrite import assign_and_reserve
+
+    inventory = discover(ctx.config, ctx.sysfs)
+    with ctx.ledger() as ledger:
+        ledger.record_vfs(inventory.vfs)
+        assign_and_reserve(ctx.domain, ctx.config, inventory.vfs, ledger, ctx.sysfs.cpu_nodes())
+    ctx.out.write(ctx.domain.to_bytes().decode("utf-8"))
+    return 0
+
+
+_HANDLERS: dict[tuple[str, str], Callable[[_Context], int]] = {
+    ("prepare", "begin"): prepare,
+    ("start", "begin"): start,
+    ("started", "begin"): started,
+    ("stopped", "end"): stopped,
+    ("release", "end"): release,
+    ("reconnect", "begin"): reconnect,
+    ("migrate", "begin"): incoming,
+    ("restore", "begin"): incoming,
+}

@@ -1,0 +1,98 @@
+"""What vfplugin must hold for a domain: its XML + the configuration + where each VF sits -> ``Holding`` values.
+
+A domain holds (a) every VF materialized for one of its requests (interface alias ``ua-vfplugin-<id>``) and
+(b) every hand-written PCI hostdev that points at a VF of a managed PF (*adopted*, so hand-written and
+generated domains cannot share a VF). A request not yet materialized is an error the user fixes with
+``vfctl start``. Pure: the caller passes ``locate`` (address -> (PF, VF index) or None), which is a sysfs
+lookup in the hook and a dictionary in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from .addresses import PciAddress
+from .config import Config
+from .errors import RequestError
+from .request import NicRequest
+
+if TYPE_CHECKING:
+    from .domxml import Domain
+
+Locate = Callable[[PciAddress], Optional[tuple[str, int]]]
+
+
+@dataclass(frozen=True)
+class Holding:
+    address: PciAddress
+    pf: str
+    vf_index: int
+    nic: Optional[NicRequest]  # None: an adopted hand-written hostdev
+    kind: str  # "interface" (libvirt sets MAC/VLAN) or "hostdev" (plain: vfplugin sets the MAC if asked)
+    mac: Optional[str]
+    vlan: Optional[int]
+
+    @property
+    def vf(self) -> str:
+        return str(self.address)
+
+    @property
+    def nic_id(self) -> Optional[str]:
+        return self.nic.id if self.nic else None
+
+    def settings(self) -> dict[str, object]:
+        """What vfplugin applies through the PF for this VF (libvirt does MAC/VLAN of hostdev interfaces)."""
+        if self.nic is None:
+            return {}
+        settings = self.nic.vf_settings()
+        if self.kind == "hostdev" and self.nic.mac:
+            settings["mac"] = self.nic.mac
+        if self.nic.qos and self.nic.vlan:  # libvirt's <vlan> cannot carry a priority: vfplugin sets both
+            settings["vlan"], settings["qos"] = self.nic.vlan, self.nic.qos
+        return settings
+
+
+def holdings(domain: Domain, config: Config, locate: Locate) -> list[Holding]:
+    """The VFs the domain holds while it runs; RequestError if a request has no VF materialized yet."""
+    requests = {nic.id: nic for nic in domain.requests()}
+    by_vf_selector = {nic.value: nic for nic in requests.values() if nic.selector == "vf"}
+    managed = set(config.managed_pfs)
+    held: list[Holding] = []
+    seen_nics: set[str] = set()
+    for ref in domain.hostdevs():
+        where = locate(ref.address)
+        nic = requests.get(ref.nic_id) if ref.nic_id else None
+        if nic is None and ref.kind == "hostdev":
+            # A plain hostdev named by a vf= request is that request's VF (vfplugin then sets its MAC).
+            nic = by_vf_selector.get(str(ref.address))
+        if where is None or where[0] not in managed:
+            if nic is not None:
+                raise RequestError(
+                    source=f"domain {domain.name}",
+                    problem=f"nic {nic.id!r} points at {ref.address}, which is not a VF of a managed PF "
+                    f"({', '.join(config.managed_pfs) or 'none configured'})",
+                )
+            continue  # not ours: a GPU, a VF of an unmanaged PF...
+        if nic is not None:
+            seen_nics.add(nic.id)
+        held.append(Holding(ref.address, where[0], where[1], nic, ref.kind, ref.mac, ref.vlan))
+    missing = sorted(set(requests) - seen_nics)
+    if missing:
+        raise RequestError(
+            source=f"domain {domain.name}",
+            problem=f"nic {missing[0]!r} has no VF chosen yet; run 'vfctl start {domain.name}' "
+            "(it chooses a VF, writes it into the domain and starts it)",
+        )
+    return held
+
+
+def duplicates(held: Sequence[Holding]) -> Optional[str]:
+    """A VF listed twice in one domain (libvirt would refuse too, but later and less clearly)."""
+    seen: set[str] = set()
+    for h in held:
+        if h.vf in seen:
+            return h.vf
+        seen.add(h.vf)
+    return None
