@@ -106,7 +106,7 @@ class LedgerLocked(LedgerError):
 
 class LedgerCorrupt(LedgerError):
     msg_fmt = "ledger {path}: corrupt ({problem})"
-    hint = "move it aside (mv {path} {path}.bad) and run 'vfctl reconcile' to rebuild it from the running domains"
+    hint = "move it aside (mv {path} {path}.bad) and run 'vfctl reconcile' to rebuild it from running domains"
 
 
 class LedgerUnwritable(LedgerError):
@@ -115,7 +115,7 @@ class LedgerUnwritable(LedgerError):
 
 
 class LedgerTooNew(LedgerError):
-    msg_fmt = "ledger {path}: schema version {found} was written by a newer vfplugin (this one knows up to {known})"
+    msg_fmt = "ledger {path}: schema version {found} is from a newer vfplugin (this one knows up to {known})"
     hint = "upgrade vfplugin; the file was left untouched"
 
 

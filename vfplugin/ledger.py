@@ -47,8 +47,10 @@ _FAULT = os.environ.get("VFPLUGIN_FAULT") or None
 FAULT_POINTS = tuple(
     f"{op}:{step}"
     for op, steps in (
-        ("claim", ("begin", "after-takeover", "after-insert", "after-journal", "before-commit", "after-commit")),
-        ("reserve", ("begin", "after-takeover", "after-insert", "after-journal", "before-commit", "after-commit")),
+        ("claim", ("begin", "after-takeover", "after-insert", "after-journal", "before-commit",
+                   "after-commit")),
+        ("reserve", ("begin", "after-takeover", "after-insert", "after-journal", "before-commit",
+                     "after-commit")),
         ("release", ("begin", "after-delete", "after-journal", "before-commit", "after-commit")),
         ("expire", ("begin", "after-delete", "before-commit", "after-commit")),
     )
@@ -127,7 +129,8 @@ _V2 = (
         WHERE nic_id IS NOT NULL""",
     """INSERT INTO released (vf, time)
         SELECT vf, MAX(time) FROM events
-        WHERE action IN ('release', 'expire', 'takeover') AND outcome = 'ok' AND vf IS NOT NULL GROUP BY vf""",
+        WHERE action IN ('release', 'expire', 'takeover') AND outcome = 'ok' AND vf IS NOT NULL
+        GROUP BY vf""",
 )
 MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -218,7 +221,7 @@ class Ledger:
         cls, path: Path | str, *, boot_id: Optional[str] = None, ttl: int = 300, timeout: float = 10.0,
         clock: Callable[[], float] = time.time, create: bool = True,
     ) -> Ledger:
-        """Open (creating it if ``create``) and migrate the ledger. ``create=False`` on a missing file raises."""
+        """Open (creating it if ``create``) and migrate the ledger; ``create=False`` + no file raises."""
         path = Path(path)
         boot = boot_id or read_boot_id()
         # 077 also covers the -wal and -shm files SQLite creates next to the file on every first open.
@@ -226,7 +229,7 @@ class Ledger:
         try:
             if not os.path.lexists(path):
                 if not create:
-                    raise LedgerError(path=str(path), problem="does not exist yet (nothing was ever allocated)")
+                    raise LedgerError(path=str(path), problem="does not exist (nothing was ever allocated)")
                 _ensure_dir(path)
                 _create(path)
             _tighten(path)
@@ -317,7 +320,8 @@ class Ledger:
         if vf is not None:
             where.append("vf = ?")
             params.append(vf)
-        sql = "SELECT * FROM events" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
+        sql = "SELECT * FROM events" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._errors():
@@ -370,12 +374,9 @@ class Ledger:
     def mark_started(self, domain_uuid: str) -> None:
         with self._write("started") as db:
             now = self._clock()
-            rows = db.execute(
-                "SELECT vf, domain_name FROM leases WHERE domain_uuid = ? AND state = 'active'", (domain_uuid,)
-            ).fetchall()
-            db.execute(
-                "UPDATE leases SET started_at = ? WHERE domain_uuid = ? AND state = 'active'", (now, domain_uuid)
-            )
+            active = "domain_uuid = ? AND state = 'active'"
+            rows = db.execute(f"SELECT vf, domain_name FROM leases WHERE {active}", (domain_uuid,)).fetchall()
+            db.execute(f"UPDATE leases SET started_at = ? WHERE {active}", (now, domain_uuid))
             for r in rows:
                 self._event(db, now, "started", "ok", domain_uuid, r["domain_name"], r["vf"], "")
             if not rows:
@@ -390,7 +391,8 @@ class Ledger:
             )
             if cursor.rowcount != 1:
                 raise LedgerError(
-                    path=str(self.path), problem=f"domain {domain_uuid} holds no lease on VF {vf} to save settings in"
+                    path=str(self.path),
+                    problem=f"domain {domain_uuid} holds no lease on VF {vf} to save settings in",
                 )
 
     def release(
@@ -402,7 +404,9 @@ class Ledger:
         with self._write("release") as db:
             _fault("release:begin")
             now = self._clock()
-            rows = db.execute("SELECT * FROM leases WHERE domain_uuid = ? ORDER BY vf", (domain_uuid,)).fetchall()
+            rows = db.execute(
+                "SELECT * FROM leases WHERE domain_uuid = ? ORDER BY vf", (domain_uuid,)
+            ).fetchall()
             freed = [self._lease(r, now) for r in rows if vfs is None or r["vf"] in vfs]
             for lease in freed:
                 db.execute("DELETE FROM leases WHERE vf = ? AND domain_uuid = ?", (lease.vf, domain_uuid))
@@ -447,8 +451,8 @@ class Ledger:
         return stale
 
     def journal(
-        self, action: str, outcome: str, *, domain_uuid: Optional[str] = None, domain_name: Optional[str] = None,
-        vf: Optional[str] = None, detail: str = "",
+        self, action: str, outcome: str, *, domain_uuid: Optional[str] = None,
+        domain_name: Optional[str] = None, vf: Optional[str] = None, detail: str = "",
     ) -> None:
         with self._write("journal") as db:
             self._event(db, self._clock(), action, outcome, domain_uuid, domain_name, vf, detail)
@@ -481,7 +485,9 @@ class Ledger:
                 pass
             raise
 
-    def _take_one(self, db: sqlite3.Connection, op: str, now: float, uuid: str, name: str, want: Want) -> None:
+    def _take_one(
+        self, db: sqlite3.Connection, op: str, now: float, uuid: str, name: str, want: Want
+    ) -> None:
         row = db.execute("SELECT * FROM leases WHERE vf = ?", (want.vf,)).fetchone()
         old = self._lease(row, now) if row else None
         if old is not None and old.domain_uuid != uuid:
@@ -536,7 +542,8 @@ class Ledger:
 
     def _freed(self, db: sqlite3.Connection, now: float, vf: str) -> None:
         db.execute(
-            "INSERT INTO released (vf, time) VALUES (?, ?) ON CONFLICT (vf) DO UPDATE SET time = excluded.time",
+            """INSERT INTO released (vf, time) VALUES (?, ?)
+               ON CONFLICT (vf) DO UPDATE SET time = excluded.time""",
             (vf, now),
         )
 
@@ -552,11 +559,13 @@ class Ledger:
         )
 
     def _lease(self, row: sqlite3.Row, now: float) -> Lease:
+        reserved_at = row["reserved_at"]
         stale = row["boot_id"] != self.boot_id or (
-            row["state"] == "reserved" and row["reserved_at"] is not None and now - row["reserved_at"] > self.ttl
+            row["state"] == "reserved" and reserved_at is not None and now - reserved_at > self.ttl
         )
         return Lease(
-            vf=row["vf"], domain_uuid=row["domain_uuid"], domain_name=row["domain_name"], nic_id=row["nic_id"],
+            vf=row["vf"], domain_uuid=row["domain_uuid"], domain_name=row["domain_name"],
+            nic_id=row["nic_id"],
             mac=row["mac"], vlan=row["vlan"], state=row["state"], boot_id=row["boot_id"],
             reserved_at=row["reserved_at"], activated_at=row["activated_at"], started_at=row["started_at"],
             saved=json.loads(row["saved"]) if row["saved"] else None, stale=stale,
@@ -606,8 +615,8 @@ def _translate(e: sqlite3.Error, path: Path, timeout: float) -> LedgerError:
     if "not a database" in text or "notadb" in text or "malformed" in text or "corrupt" in text:
         return LedgerCorrupt(path=where, problem=str(e))
     if "readonly" in text or "read-only" in text:
-        return LedgerUnwritable(path=where, problem="read-only (SQLite: attempt to write a readonly database)",
-                                fix=f"make it and {path.parent} writable for this user (vfplugin runs as root)")
+        return LedgerUnwritable(path=where, problem="read-only (attempt to write a readonly database)",
+            fix=f"make it and {path.parent} writable for this user (vfplugin runs as root)")
     if "full" in text:
         return LedgerUnwritable(path=where, problem="the disk is full",
                                 fix=f"free space on the file system holding {path.parent}")
@@ -654,9 +663,10 @@ def _create(path: Path) -> None:
     except sqlite3.Error as e:
         raise _translate(e, path, 0) from None
     except OSError as e:
-        raise LedgerUnwritable(path=str(path), problem=f"cannot create: {e.strerror}",
-                               fix=f"check that {path.parent} is writable for this user (vfplugin runs as root)"
-                               ) from None
+        raise LedgerUnwritable(
+            path=str(path), problem=f"cannot create: {e.strerror}",
+            fix=f"check that {path.parent} is writable for this user (vfplugin runs as root)",
+        ) from None
     finally:
         for suffix in ("", "-wal", "-shm", "-journal"):
             try:
