@@ -7,9 +7,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from .addresses import PciAddress
+from .config import Config
+from .errors import HostError, PfNoVfs, VfpluginError
+from .pciids import PciIds
+from .sysfs import Sysfs
 
 
 @dataclass(frozen=True)
@@ -31,3 +35,54 @@ class VfInfo:
     @property
     def pool(self) -> Optional[str]:
         return self.pools[0] if self.pools else None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Every VF of the managed PFs, plus what stopped discovery of a PF (missing, not SR-IOV, 0 VFs)."""
+
+    vfs: tuple[VfInfo, ...] = ()
+    problems: tuple[VfpluginError, ...] = ()
+
+    def get(self, address: Union[PciAddress, str]) -> Optional[VfInfo]:
+        if isinstance(address, str):
+            address = PciAddress.parse(address)
+        return next((vf for vf in self.vfs if vf.address == address), None)
+
+
+def discover(config: Config, sysfs: Optional[Sysfs] = None, pciids: Optional[PciIds] = None) -> Inventory:
+    """Read the VFs of every PF in ``config.managed_pfs``; a PF that cannot be read becomes a problem and
+    discovery of the others goes on."""
+    sysfs = sysfs or Sysfs(config.sysfs_root)
+    pciids = pciids or PciIds()
+    vfs: list[VfInfo] = []
+    problems: list[VfpluginError] = []
+    for name in config.managed_pfs:
+        try:
+            pf = sysfs.pf(name)
+        except HostError as e:
+            problems.append(e)
+            continue
+        if not pf.vfs:
+            problems.append(PfNoVfs(pf=name, address=str(pf.address), total=pf.total_vfs))
+            continue
+        for vf in pf.vfs:
+            model = pciids.model(vf.vendor_id, vf.device_id)
+            vfs.append(
+                VfInfo(
+                    address=vf.address,
+                    pf=vf.pf,
+                    pf_address=vf.pf_address,
+                    vf_index=vf.vf_index,
+                    vendor_id=vf.vendor_id,
+                    device_id=vf.device_id,
+                    model=model,
+                    numa_node=vf.numa_node,
+                    iommu_group=vf.iommu_group,
+                    driver=vf.driver,
+                    netdev=vf.netdev,
+                    representor=vf.representor,
+                    pools=config.pools_of(vf.pf, model),
+                )
+            )
+    return Inventory(tuple(vfs), tuple(problems))

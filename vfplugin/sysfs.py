@@ -1,0 +1,324 @@
+"""PFs, VFs and switchdev representors as the kernel shows them in sysfs, under a root that tests can move.
+
+Every path is under ``root`` (``/`` on a host, a fixture directory containing ``sys/`` in tests) and is
+reached the way the kernel lays it out: ``sys/class/net/<pf>/device`` -> the PF's PCI directory, its
+``virtfnN`` links -> the VFs, each VF's ``physfn``, ``iommu_group`` and ``driver`` links, ``net/<ifname>``
+while a host driver holds the VF. Reads are limited to what a caller asks for, and a missing or unreadable
+file is a value (None) or a one-line HostError, never a traceback. The only write is ``set_num_vfs``.
+This module must never import a third-party package or run a command: it is on the hook's fast path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .addresses import PciAddress
+from .errors import HostError, InvalidValue, PfNotFound, PfNotSriov, VfCountRefused
+
+# Representor names (phys_port_name) the kernel uses for a VF's representor, as os-vif
+# (vif_plug_ovs/linux_net.py) and libvirt (virnetdevhostdev.c) accept them: "pf0vf3" (mlx5, ice, ...),
+# with a controller prefix "c1pf0vf3" on multi-host/SmartNIC setups, "vf3@pf0", and the bare "3" of older
+# mlx5 kernels.
+_REPRESENTOR_RES = (
+    re.compile(r"^(?:c\d+)?pf(?P<pf>\d+)vf(?P<vf>\d+)$"),
+    re.compile(r"^vf(?P<vf>\d+)@pf(?P<pf>\d+)$"),
+    re.compile(r"^(?P<vf>\d+)$"),
+)
+_VIRTFN_RE = re.compile(r"^virtfn(\d+)$")
+
+
+def parse_representor_name(phys_port_name: str) -> Optional[tuple[Optional[int], int]]:
+    """``(pf number or None, vf index)`` if ``phys_port_name`` names a VF representor, else None ("p0")."""
+    for pattern in _REPRESENTOR_RES:
+        match = pattern.match(phys_port_name.strip())
+        if match:
+            pf = match.groupdict().get("pf")
+            return (int(pf) if pf is not None else None, int(match.group("vf")))
+    return None
+
+
+@dataclass(frozen=True)
+class VF:
+    address: PciAddress
+    pf: str
+    pf_address: PciAddress
+    vf_index: int
+    vendor_id: str  # 4 lowercase hex digits
+    device_id: str
+    numa_node: Optional[int]
+    iommu_group: Optional[int]
+    driver: Optional[str]
+    netdev: Optional[str]
+    representor: Optional[str]
+
+
+@dataclass(frozen=True)
+class PF:
+    name: str
+    address: PciAddress
+    vendor_id: str
+    device_id: str
+    driver: Optional[str]
+    numa_node: Optional[int]
+    total_vfs: int
+    num_vfs: int
+    switch_id: Optional[str]  # phys_switch_id: set in switchdev mode (and on some NICs always)
+    vfs: tuple[VF, ...]
+
+
+def _read(path: Path) -> Optional[str]:
+    """A sysfs attribute's text, or None when it is missing or unreadable (e.g. EOPNOTSUPP in legacy mode)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _read_int(path: Path) -> Optional[int]:
+    text = _read(path)
+    try:
+        return int(text, 0) if text else None
+    except ValueError:
+        return None
+
+
+def _read_id(path: Path) -> str:
+    """``vendor``/``device`` files hold ``0x15b3``; return ``15b3`` (``????`` if unreadable)."""
+    text = (_read(path) or "").lower()
+    text = text[2:] if text.startswith("0x") else text
+    return text.zfill(4) if text and all(c in "0123456789abcdef" for c in text) else "????"
+
+
+def _link_name(path: Path) -> Optional[str]:
+    """The last component of a symlink's target (driver name, group number, PCI address), or None."""
+    try:
+        return os.path.basename(os.readlink(path))
+    except OSError:
+        return None
+
+
+def _numa(path: Path) -> Optional[int]:
+    node = _read_int(path / "numa_node")
+    return node if node is not None and node >= 0 else None  # the kernel writes -1 for "no NUMA"
+
+
+def _address(name: Optional[str]) -> Optional[PciAddress]:
+    if not name:
+        return None
+    try:
+        return PciAddress.parse(name)
+    except InvalidValue:
+        return None
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def parse_cpulist(text: str) -> list[int]:
+    """The kernel's cpulist format, ``0-3,8,10-11``."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        try:
+            cpus.extend(range(int(low), int(high or low) + 1))
+        except ValueError:
+            continue
+    return cpus
+
+
+class Sysfs:
+    """Read-mostly view of one host's sysfs. ``root`` contains ``sys/`` (and, for doctor, ``proc/``)."""
+
+    def __init__(self, root: Path = Path("/")) -> None:
+        self.root = Path(root)
+        self.sys = self.root / "sys"
+
+    # --- PFs ------------------------------------------------------------------------------------------------
+
+    def _pf_dir(self, name: str) -> tuple[Path, PciAddress]:
+        netdev = self.sys / "class" / "net" / name
+        if not os.path.lexists(netdev):
+            raise PfNotFound(pf=name, path=f"/sys/class/net/{name}")
+        device = netdev / "device"
+        real = os.path.realpath(device) if os.path.islink(device) else ""
+        address = _address(os.path.basename(real))
+        if address is None:  # a bridge, a bond, a veth: no PCI function behind it
+            raise PfNotSriov(pf=name, address="not a PCI device")
+        return Path(real), address
+
+    def pf(self, name: str) -> PF:
+        """The PF behind netdev ``name`` and its VFs. PfNotFound / PfNotSriov; 0 VFs is a PF with vfs=()."""
+        pf_dir, address = self._pf_dir(name)
+        total = _read_int(pf_dir / "sriov_totalvfs")
+        if total is None or total <= 0:
+            raise PfNotSriov(pf=name, address=str(address))
+        switch_id = _read(self.sys / "class" / "net" / name / "phys_switch_id") or None
+        representors = self._representors(pf_dir, address, switch_id) if switch_id else {}
+        vfs = []
+        for entry in _listdir(pf_dir):
+            match = _VIRTFN_RE.match(entry)
+            if not match:
+                continue
+            index = int(match.group(1))
+            vf_address = _address(_link_name(pf_dir / entry))
+            if vf_address is None:
+                continue
+            vf_dir = Path(os.path.realpath(pf_dir / entry))
+            vfs.append(self._vf(vf_dir, vf_address, name, address, index, representors.get(index)))
+        vfs.sort(key=lambda v: v.vf_index)
+        return PF(
+            name=name,
+            address=address,
+            vendor_id=_read_id(pf_dir / "vendor"),
+            device_id=_read_id(pf_dir / "device"),
+            driver=_link_name(pf_dir / "driver"),
+            numa_node=_numa(pf_dir),
+            total_vfs=total,
+            num_vfs=_read_int(pf_dir / "sriov_numvfs") or 0,
+            switch_id=switch_id,
+            vfs=tuple(vfs),
+        )
+
+    def _representors(self, pf_dir: Path, pf_address: PciAddress, switch_id: str) -> dict[int, str]:
+        """VF index -> representor: netdevs with the PF's phys_switch_id and a ``pf<N>vf<M>`` port name.
+
+        The kernel (mlx5, ice) registers representors as children of the PF's PCI device, so the PF's own
+        ``net/`` directory is looked at first; only if it holds none is all of ``class/net`` scanned.
+        """
+        found = self._representors_in(pf_dir / "net", pf_address, switch_id)
+        if not found:
+            found = self._representors_in(self.sys / "class" / "net", pf_address, switch_id)
+        return found
+
+    def _representors_in(self, net_dir: Path, pf_address: PciAddress, switch_id: str) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for ifname in _listdir(net_dir):
+            port_name = _read(net_dir / ifname / "phys_port_name")
+            parsed = parse_representor_name(port_name) if port_name else None
+            if parsed is None or _read(net_dir / ifname / "phys_switch_id") != switch_id:
+                continue
+            pf_number, vf_index = parsed
+            # "pf1vf0" belongs to PCI function 1 when two PFs share a switch id (os-vif does the same check).
+            if pf_number is not None and pf_number != pf_address.function:
+                continue
+            found.setdefault(vf_index, ifname)
+        return found
+
+    # --- VFs ------------------------------------------------------------------------------------------------
+
+    def _vf(
+        self, vf_dir: Path, address: PciAddress, pf: str, pf_address: PciAddress, index: int,
+        representor: Optional[str],
+    ) -> VF:
+        netdevs = _listdir(vf_dir / "net")
+        return VF(
+            address=address,
+            pf=pf,
+            pf_address=pf_address,
+            vf_index=index,
+            vendor_id=_read_id(vf_dir / "vendor"),
+            device_id=_read_id(vf_dir / "device"),
+            numa_node=_numa(vf_dir),
+            iommu_group=_read_int_name(vf_dir / "iommu_group"),
+            driver=_link_name(vf_dir / "driver"),
+            netdev=netdevs[0] if netdevs else None,
+            representor=representor,
+        )
+
+    def _pf_netdev(self, pf_dir: Path) -> Optional[str]:
+        """The PF's own netdev: in switchdev mode its ``net/`` also holds the representors: skip those."""
+        for name in _listdir(pf_dir / "net"):
+            port_name = _read(pf_dir / "net" / name / "phys_port_name")
+            if not port_name or parse_representor_name(port_name) is None:
+                return name
+        return None
+
+    def vf(self, address: PciAddress) -> Optional[VF]:
+        """The VF at ``address`` (with its PF), or None if there is no such device or it is not a VF."""
+        device = self.sys / "bus" / "pci" / "devices" / str(address)
+        physfn = device / "physfn"
+        pf_address = _address(_link_name(physfn))
+        if pf_address is None:
+            return None
+        pf_dir = Path(os.path.realpath(physfn))
+        index = self._vf_index(pf_dir, address)
+        if index is None:
+            return None
+        pf = self._pf_netdev(pf_dir)
+        representor = None
+        switch_id = _read(pf_dir / "net" / pf / "phys_switch_id") if pf else None
+        if switch_id:
+            representor = self._representors(pf_dir, pf_address, switch_id).get(index)
+        return self._vf(Path(os.path.realpath(device)), address, pf or "", pf_address, index, representor)
+
+    @staticmethod
+    def _vf_index(pf_dir: Path, address: PciAddress) -> Optional[int]:
+        wanted = str(address)
+        for entry in _listdir(pf_dir):
+            match = _VIRTFN_RE.match(entry)
+            if match and _link_name(pf_dir / entry) == wanted:
+                return int(match.group(1))
+        return None
+
+    def pf_name_of(self, address: PciAddress) -> Optional[str]:
+        """The netdev name of the PF that owns VF ``address`` (a few readlinks), or None if it is not a VF."""
+        physfn = self.sys / "bus" / "pci" / "devices" / str(address) / "physfn"
+        if _address(_link_name(physfn)) is None:
+            return None
+        return self._pf_netdev(Path(os.path.realpath(physfn)))
+
+    # --- NUMA -----------------------------------------------------------------------------------------------
+
+    def cpu_nodes(self) -> dict[int, int]:
+        """cpu -> NUMA node, from ``sys/devices/system/node/node*/cpulist`` ({} without NUMA information)."""
+        base = self.sys / "devices" / "system" / "node"
+        nodes: dict[int, int] = {}
+        for entry in _listdir(base):
+            if entry.startswith("node") and entry[4:].isdigit():
+                for cpu in parse_cpulist(_read(base / entry / "cpulist") or ""):
+                    nodes[cpu] = int(entry[4:])
+        return nodes
+
+    # --- the one write ------------------------------------------------------------------------------------
+
+    def set_num_vfs(self, pf: str, n: int) -> None:
+        """Create ``n`` VFs on ``pf``. The kernel refuses to change a non-zero count directly, so go via 0."""
+        info = self.pf(pf)
+        if n < 0 or n > info.total_vfs:
+            raise VfCountRefused(pf=pf, n=n, total=info.total_vfs)
+        if n == info.num_vfs:
+            return
+        pf_dir, _ = self._pf_dir(pf)
+        target = pf_dir / "sriov_numvfs"
+        # https://docs.kernel.org/PCI/pci-iov-howto.html: writing a new non-zero value while VFs exist fails
+        # with EBUSY; the count must be set to 0 first.
+        if info.num_vfs and n:
+            self._write(pf, target, 0)
+        self._write(pf, target, n)
+
+    @staticmethod
+    def _write(pf: str, path: Path, n: int) -> None:
+        try:
+            with open(path, "w", encoding="ascii") as f:
+                f.write(f"{n}\n")
+        except OSError as e:
+            why = os.strerror(e.errno) if e.errno else str(e)
+            hint = " (is a VF still assigned to a running VM?)" if e.errno == errno.EBUSY else ""
+            raise HostError(problem=f"cannot write {n} to {path} for PF {pf!r}: {why}{hint}") from None
+
+
+def _read_int_name(link: Path) -> Optional[int]:
+    name = _link_name(link)
+    return int(name) if name and name.isdigit() else None
