@@ -1,0 +1,338 @@
+"""Allocation policy: which free VF satisfies each nic a domain requests, and why.
+
+Candidates pass small named filter steps (selector, held, vfio, chosen), each recording what it dropped and
+why, then are ranked: sticky (the VF this nic had last), NUMA node of the domain, spread across PFs, least
+recently released, address. When nothing is left the NoCandidate error says why (unknown pool, pool empty,
+all N VFs held and by whom). Pure: values in, values out; it must never read the host or the ledger itself
+(the caller passes the inventory, the leases, sticky and release times).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Optional
+
+from .config import Pool
+from .errors import NoCandidate
+from .inventory import VfInfo
+from .request import NicRequest
+
+if TYPE_CHECKING:
+    from .ledger import Lease, Snapshot, Want
+
+_EMPTY: Mapping[str, str] = {}
+_NEVER: Mapping[str, float] = {}
+_SPECIFICITY = {"vf": 0, "pf": 1, "model": 2, "pool": 3}  # explicit VFs first, so a pool nic cannot take them
+
+
+@dataclass(frozen=True)
+class DomainContext:
+    uuid: str
+    name: str
+    numa_nodes: frozenset[int] = frozenset()  # from <numatune> and the nodes of <vcpu cpuset>; empty: no hint
+
+
+@dataclass(frozen=True)
+class Candidate:
+    vf: VfInfo
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Choice:
+    nic: NicRequest
+    vf: VfInfo
+    ranked: tuple[Candidate, ...]  # best first; ranked[0].vf is vf
+    dropped: tuple[tuple[str, str, str], ...]  # (step, VF address, why)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One nic's outcome: the ranked candidates, what was dropped, or the error when nothing is left."""
+
+    nic: NicRequest
+    ranked: tuple[Candidate, ...]
+    dropped: tuple[tuple[str, str, str], ...]
+    error: Optional[NoCandidate] = None
+
+
+@dataclass(frozen=True)
+class _Facts:
+    domain: DomainContext
+    pools: Mapping[str, Pool]
+    live: Mapping[str, Lease]  # VF -> lease that is not stale
+    stale: Mapping[str, Lease]  # VF -> stale lease (claim takes it over)
+    pf_load: Mapping[str, int]  # PF -> live leases of other domains
+    sticky: Mapping[str, str]
+    last_released: Mapping[str, float]
+
+
+def choose(
+    nics: Sequence[NicRequest], vfs: Sequence[VfInfo], leases: Sequence[Lease], domain: DomainContext,
+    pools: Sequence[Pool], sticky: Mapping[str, str] = _EMPTY, last_released: Mapping[str, float] = _NEVER,
+) -> list[Choice]:
+    """One Choice per nic, in order, on distinct VFs. Raises NoCandidate (the first nic that has none)."""
+    choices = []
+    for ranking in explain(nics, vfs, leases, domain, pools, sticky, last_released):
+        if ranking.error is not None:
+            raise ranking.error
+        choices.append(Choice(ranking.nic, ranking.ranked[0].vf, ranking.ranked, ranking.dropped))
+    return choices
+
+
+def explain(
+    nics: Sequence[NicRequest], vfs: Sequence[VfInfo], leases: Sequence[Lease], domain: DomainContext,
+    pools: Sequence[Pool], sticky: Mapping[str, str] = _EMPTY, last_released: Mapping[str, float] = _NEVER,
+) -> list[Ranking]:
+    """Like choose, but never raises: one Ranking per nic, in order (``vfctl explain`` prints them)."""
+    by_address = {str(v.address): v for v in vfs}
+    live = {lease.vf: lease for lease in leases if not lease.stale}
+    pf_load: Counter[str] = Counter()
+    for lease in live.values():
+        vf = by_address.get(lease.vf)
+        if vf is not None and lease.domain_uuid != domain.uuid:
+            pf_load[vf.pf] += 1
+    own = {lease.nic_id: lease.vf for lease in live.values()
+           if lease.domain_uuid == domain.uuid and lease.nic_id is not None}
+    facts = _Facts(
+        domain=domain,
+        pools={p.name: p for p in pools},
+        live=live,
+        stale={lease.vf: lease for lease in leases if lease.stale},
+        pf_load=pf_load,
+        sticky={**sticky, **own},  # a VF this nic holds right now beats the one it had before
+        last_released=last_released,
+    )
+    taken: dict[str, str] = {}  # VF -> nic id, chosen earlier in this call
+    chosen_pfs: Counter[str] = Counter()
+    results: dict[int, Ranking] = {}
+    order = sorted(range(len(nics)), key=lambda i: _SPECIFICITY.get(nics[i].selector, 9))
+    for i in order:
+        ranking = _rank_nic(nics[i], vfs, facts, taken, chosen_pfs)
+        if ranking.error is None:
+            best = ranking.ranked[0].vf
+            taken[str(best.address)] = nics[i].id
+            chosen_pfs[best.pf] += 1
+        results[i] = ranking
+    return [results[i] for i in range(len(nics))]
+
+
+def picker(
+    nics: Sequence[NicRequest], vfs: Sequence[VfInfo], domain: DomainContext, pools: Sequence[Pool],
+    macs: Mapping[str, str] = _EMPTY,
+) -> Callable[[Snapshot], list[Want]]:
+    """The ``pick`` for ``Ledger.allocate``: choose from the snapshot the ledger reads inside its write
+    transaction. ``macs``: nic id -> MAC to record (default: the request's own mac)."""
+    from .ledger import Want  # the ledger module imports nothing from here: no cycle
+
+    def pick(snapshot: Snapshot) -> list[Want]:
+        choices = choose(nics, vfs, snapshot.leases, domain, pools, snapshot.sticky, snapshot.last_released)
+        return [Want(str(c.vf.address), c.nic.id, macs.get(c.nic.id, c.nic.mac), c.nic.vlan) for c in choices]
+
+    return pick
+
+
+# --- filter steps: each returns (kept, dropped as (vf, why)) ------------------------------------------------
+
+_Split = tuple[list[VfInfo], list[tuple[VfInfo, str]]]
+_Step = Callable[[NicRequest, list[VfInfo], _Facts, Mapping[str, str]], _Split]
+
+
+def _select(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mapping[str, str]) -> _Split:
+    kept: list[VfInfo] = []
+    dropped: list[tuple[VfInfo, str]] = []
+    for vf in vfs:
+        why = _outside(nic, vf, facts)
+        if why is None:
+            kept.append(vf)
+        else:
+            dropped.append((vf, why))
+    return kept, dropped
+
+
+def _outside(nic: NicRequest, vf: VfInfo, facts: _Facts) -> Optional[str]:
+    if nic.selector == "pool":
+        pool = facts.pools[nic.value]
+        return None if pool.admits(vf.pf, vf.model) else f"not in pool {nic.value}"
+    if nic.selector == "model":
+        return None if vf.model == nic.value else f"model {vf.model}"
+    if nic.selector == "pf":
+        return None if vf.pf == nic.value else f"on PF {vf.pf}"
+    return None if str(vf.address) == nic.value else "another VF"
+
+
+def _not_held(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mapping[str, str]) -> _Split:
+    kept: list[VfInfo] = []
+    dropped: list[tuple[VfInfo, str]] = []
+    for vf in vfs:
+        lease = facts.live.get(str(vf.address))
+        if lease is not None and lease.domain_uuid != facts.domain.uuid:
+            dropped.append((vf, f"held by {lease.domain_name}"))
+        else:
+            kept.append(vf)
+    return kept, dropped
+
+
+def _not_foreign_vfio(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mapping[str, str]) -> _Split:
+    # A VF bound to vfio-pci that no live lease explains is passed through by something vfplugin does not
+    # know about (a hand-started QEMU, a domain defined before vfplugin): taking it would share the device.
+    kept: list[VfInfo] = []
+    dropped: list[tuple[VfInfo, str]] = []
+    for vf in vfs:
+        if vf.driver == "vfio-pci" and str(vf.address) not in facts.live:
+            dropped.append((vf, "bound to vfio-pci outside vfplugin"))
+        else:
+            kept.append(vf)
+    return kept, dropped
+
+
+def _not_chosen(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mapping[str, str]) -> _Split:
+    kept: list[VfInfo] = []
+    dropped: list[tuple[VfInfo, str]] = []
+    for vf in vfs:
+        other = taken.get(str(vf.address))
+        if other is not None:
+            dropped.append((vf, f"chosen for nic {other}"))
+        else:
+            kept.append(vf)
+    return kept, dropped
+
+
+STEPS: tuple[tuple[str, _Step], ...] = (
+    ("selector", _select),
+    ("held", _not_held),
+    ("vfio", _not_foreign_vfio),
+    ("chosen", _not_chosen),
+)
+
+
+# --- one nic ---------------------------------------------------------------------------------------------
+
+
+def _rank_nic(
+    nic: NicRequest, vfs: Sequence[VfInfo], facts: _Facts, taken: Mapping[str, str], chosen_pfs: Counter[str]
+) -> Ranking:
+    unknown = _unknown_selector(nic, vfs, facts)
+    if unknown is not None:
+        return Ranking(nic, (), (), NoCandidate(nic=nic.id, selector=nic.describe(), why=unknown))
+    kept = list(vfs)
+    dropped: list[tuple[str, str, str]] = []
+    selected = 0
+    for name, step in STEPS:
+        kept, out = step(nic, kept, facts, taken)
+        dropped.extend((name, str(vf.address), why) for vf, why in out)
+        if name == "selector":
+            selected = len(kept)
+            if not kept:
+                error = NoCandidate(nic=nic.id, selector=nic.describe(), why=_empty_selection(nic, facts))
+                return Ranking(nic, (), tuple(dropped), error)
+    if not kept:
+        why = _all_unavailable(nic, selected, [d for d in dropped if d[0] != "selector"])
+        return Ranking(nic, (), tuple(dropped), NoCandidate(nic=nic.id, selector=nic.describe(), why=why))
+    ranked = sorted(kept, key=lambda vf: _key(nic, vf, facts, chosen_pfs))
+    return Ranking(nic, tuple(Candidate(vf, _reasons(nic, vf, facts, chosen_pfs)) for vf in ranked),
+                   tuple(dropped))
+
+
+def _key(nic: NicRequest, vf: VfInfo, facts: _Facts, chosen_pfs: Counter[str]) -> tuple[object, ...]:
+    address = str(vf.address)
+    sticky = 0 if facts.sticky.get(nic.id) == address else 1
+    numa = 0 if not facts.domain.numa_nodes or vf.numa_node in facts.domain.numa_nodes else 1
+    load = facts.pf_load.get(vf.pf, 0) + chosen_pfs.get(vf.pf, 0)
+    released = facts.last_released.get(address, float("-inf"))  # never released counts as oldest
+    return (sticky, numa, load, released, vf.address)
+
+
+def _reasons(nic: NicRequest, vf: VfInfo, facts: _Facts, chosen_pfs: Counter[str]) -> tuple[str, ...]:
+    address = str(vf.address)
+    reasons = []
+    if facts.sticky.get(nic.id) == address:
+        reasons.append(f"sticky: nic {nic.id} had it last")
+    nodes = facts.domain.numa_nodes
+    if nodes:
+        wanted = ",".join(str(n) for n in sorted(nodes))
+        if vf.numa_node is None:
+            reasons.append(f"NUMA node unknown (domain on {wanted})")
+        elif vf.numa_node in nodes:
+            reasons.append(f"NUMA node {vf.numa_node} matches the domain's {wanted}")
+        else:
+            reasons.append(f"NUMA node {vf.numa_node} is not the domain's {wanted}")
+    load, mine = facts.pf_load.get(vf.pf, 0), chosen_pfs.get(vf.pf, 0)
+    reasons.append(f"PF {vf.pf}: {load} lease{'s' if load != 1 else ''} of other domains"
+                   + (f" + {mine} chosen for this domain" if mine else ""))
+    released = facts.last_released.get(address)
+    if released is None:
+        reasons.append("never released")
+    else:
+        when = datetime.fromtimestamp(released, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        reasons.append(f"last released {when}")
+    stale = facts.stale.get(address)
+    if stale is not None and stale.domain_uuid != facts.domain.uuid:
+        reasons.append(f"stale lease of {stale.domain_name} will be taken over")
+    return tuple(reasons)
+
+
+# --- explanations ------------------------------------------------------------------------------------------
+
+
+def _unknown_selector(nic: NicRequest, vfs: Sequence[VfInfo], facts: _Facts) -> Optional[str]:
+    """The selector names something this host does not have at all."""
+    if nic.selector == "pool":
+        if nic.value not in facts.pools:
+            names = ", ".join(facts.pools) or "none"
+            return f"unknown pool {nic.value!r} (configured pools: {names})"
+        return None
+    if nic.selector == "model":
+        if not any(vf.model == nic.value for vf in vfs):
+            models = ", ".join(repr(m) for m in sorted({vf.model for vf in vfs})) or "none"
+            return f"unknown model {nic.value!r} (models of the managed VFs: {models})"
+        return None
+    if nic.selector == "pf":
+        if not any(vf.pf == nic.value for vf in vfs):
+            pfs = ", ".join(sorted({vf.pf for vf in vfs})) or "none"
+            return f"PF {nic.value} is not managed or has no VFs (PFs with VFs: {pfs})"
+        return None
+    if not any(str(vf.address) == nic.value for vf in vfs):
+        return f"VF {nic.value} is not managed (not a VF of a PF in sriov_nics or ovs_offload_nics)"
+    return None
+
+
+def _empty_selection(nic: NicRequest, facts: _Facts) -> str:
+    pool = facts.pools[nic.value]
+    pfs = "PF " + ", ".join(pool.pfs) if pool.pfs else "the managed PFs"
+    model = f" with model {pool.model!r}" if pool.model else ""
+    return f"pool {nic.value} is empty (no VF of {pfs}{model})"
+
+
+def _scope(nic: NicRequest) -> str:
+    return {"pool": f"pool {nic.value}", "model": f"model {nic.value!r}", "pf": f"PF {nic.value}"}.get(
+        nic.selector, f"VF {nic.value}")
+
+
+def _all_unavailable(nic: NicRequest, total: int, dropped: list[tuple[str, str, str]]) -> str:
+    if nic.selector == "vf":
+        return f"VF {nic.value} is {dropped[0][2]}" if dropped else f"VF {nic.value} is unavailable"
+    holders = sorted({why[len("held by "):] for step, _, why in dropped if step == "held"})
+    counts = Counter(step for step, _, _ in dropped)
+    held = f"held (by {_names(holders)})"
+    noun = "VF" if total == 1 else f"{total} VFs"
+    every = "the only" if total == 1 else "all"
+    if set(counts) == {"held"}:
+        return f"{every} {noun} of {_scope(nic)} {'is' if total == 1 else 'are'} {held}"
+    parts = []
+    if counts["held"]:
+        parts.append(f"{counts['held']} {held}")
+    if counts["vfio"]:
+        parts.append(f"{counts['vfio']} bound to vfio-pci outside vfplugin")
+    if counts["chosen"]:
+        parts.append(f"{counts['chosen']} chosen for other nics of this domain")
+    return f"{every} {noun} of {_scope(nic)} {'is' if total == 1 else 'are'} unavailable: {', '.join(parts)}"
+
+
+def _names(names: Sequence[str], shown: int = 5) -> str:
+    if len(names) <= shown:
+        return ", ".join(names)
+    return ", ".join(names[:shown]) + f" and {len(names) - shown} more"
