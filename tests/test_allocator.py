@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from vf_values import CX5_VF, I350_VF, lease, pf_vfs, vf
 
 from vfplugin.allocator import DomainContext, choose, explain, picker
 from vfplugin.config import Pool
 from vfplugin.errors import NoCandidate
 from vfplugin.ledger import Snapshot, Want
 from vfplugin.request import NicRequest
-
-from vf_values import CX5_VF, I350_VF, lease, pf_vfs, vf
 
 pytestmark = pytest.mark.pure
 
@@ -72,7 +71,8 @@ def test_sticky_vf_comes_first_even_against_numa():
     far = vf("eth3", 3, bus=0x0B, numa=1)
     [choice] = choose([nic("pool", "fast")], ETH2 + [far], [], domain, POOLS, sticky={"net0": addr(far)})
     assert choice.vf == far
-    assert choice.ranked[0].reasons[:2] == ("sticky: nic net0 had it last", "NUMA node 1 is not the domain's 0")
+    reasons = choice.ranked[0].reasons
+    assert reasons[:2] == ("sticky: nic net0 had it last", "NUMA node 1 is not the domain's 0")
 
 
 def test_numa_node_of_the_domain_wins_over_spread_and_address():
@@ -131,7 +131,7 @@ def test_model_and_pf_selectors():
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        (("pool", "slow"), "no VF for nic 'net0' (pool=slow): unknown pool 'slow' (configured pools: fast, cx, void)"),
+        (("pool", "slow"), "(pool=slow): unknown pool 'slow' (configured pools: fast, cx, void)"),
         (("pool", "void"), "no VF for nic 'net0' (pool=void): pool void is empty (no VF of PF eth9)"),
         (("model", "E810"), "unknown model 'E810' (models of the managed VFs: 'I350 Ethernet Controller"),
         (("pf", "eth7"), "PF eth7 is not managed or has no VFs (PFs with VFs: eth2, eth3)"),

@@ -21,7 +21,8 @@ def vf(
     return VfInfo(
         address=address, pf=pf, pf_address=PciAddress(0, bus, 0, 0), vf_index=index,
         vendor_id="8086", device_id="1520", model=model, numa_node=numa, iommu_group=None,
-        driver=driver, netdev=None if driver == "vfio-pci" else f"{pf}v{index}", representor=None, pools=pools,
+        driver=driver, netdev=None if driver == "vfio-pci" else f"{pf}v{index}", representor=None,
+        pools=pools,
     )
 
 
@@ -35,6 +36,6 @@ def lease(
 ) -> Lease:
     return Lease(
         vf=vf_address, domain_uuid=uuid or f"uuid-{holder}", domain_name=holder, nic_id=nic_id, mac=None,
-        vlan=None, state=state, boot_id="boot", reserved_at=None, activated_at=1.0, started_at=None, saved=None,
-        stale=stale,
+        vlan=None, state=state, boot_id="boot", reserved_at=None, activated_at=1.0, started_at=None,
+        saved=None, stale=stale,
     )
