@@ -1,6 +1,6 @@
 """Configuring a held VF for its domain, and undoing it: VF settings through the PF, representor in OVS.
 
-One place for what the hook does at ``prepare begin``/``release end`` and ``vfctl attach/detach --live`` does on
+One place for what the hook does at ``prepare begin``/``release end`` and ``vfctl attach/detach --live`` on
 hot-plug. ``configure`` is all or nothing for one VF (what it set is put back before it raises); the previous
 settings go into the lease so ``unconfigure`` can restore them in another process, after a crash, or a reboot
 of libvirtd. ``unconfigure`` is best effort and idempotent: it returns its problems instead of raising.
@@ -26,14 +26,18 @@ def offload_port(config: Config, sysfs: Sysfs, pf: str, vf: str) -> Optional[tup
         return None
     bridge = config.bridge_for(pf)
     if bridge is None:
-        raise HostError(problem=f"PF {pf} is in ovs_offload_nics but no networks: entry names its bridge "
-                                f"(add e.g. {pf}/br1/bcast0)")
+        raise HostError(
+            problem=f"PF {pf} is in ovs_offload_nics but no networks: entry names its bridge "
+            f"(add e.g. {pf}/br1/bcast0)"
+        )
     from .addresses import PciAddress
 
     info = sysfs.vf(PciAddress.parse(vf))
     if info is None or not info.representor:
-        raise HostError(problem=f"VF {vf} of switchdev PF {pf} has no representor netdev; check that "
-                                f"'devlink dev eswitch show pci/<PF>' says mode switchdev")
+        raise HostError(
+            problem=f"VF {vf} of switchdev PF {pf} has no representor netdev; check that "
+            f"'devlink dev eswitch show pci/<PF>' says mode switchdev"
+        )
     return bridge, info.representor
 
 
@@ -43,8 +47,14 @@ def plug(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> bool
         return False
     from . import ovs
 
-    ovs.plug(port[0], port[1], domain_uuid=uuid, iface_id=f"{name}-{h.nic_id or h.vf}", mac=h.mac or "",
-             vlan=h.vlan)
+    ovs.plug(
+        port[0],
+        port[1],
+        domain_uuid=uuid,
+        iface_id=f"{name}-{h.nic_id or h.vf}",
+        mac=h.mac or "",
+        vlan=h.vlan,
+    )
     return True
 
 
@@ -74,7 +84,7 @@ def configure(config: Config, sysfs: Sysfs, ledger: Ledger, uuid: str, name: str
 
 
 def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str]) -> list[str]:
-    """Unplug the representor and put back the settings saved in ``lease``. Returns the problems, one line each."""
+    """Unplug the representor, put back the settings saved in ``lease``; returns problems, a line each."""
     from . import netlink
 
     problems = []

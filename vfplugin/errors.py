@@ -142,6 +142,13 @@ class VfSettingRefused(VfpluginError):
     hint = "remove {setting} from the request or use a NIC that supports it"
 
 
+class NetdevMissing(VfpluginError):
+    """The PF a VF setting must go through has no netdev here."""
+
+    msg_fmt = "cannot set {settings} on VF {vf_index} of {pf}: no netdev {pf} in this network namespace"
+    hint = "check the PF name in sriov_nics and that its driver is loaded"
+
+
 class OvsError(VfpluginError):
     msg_fmt = "Open vSwitch: {problem}"
 

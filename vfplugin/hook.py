@@ -2,8 +2,9 @@
 
 Facts that shape it (DESIGN.md section 1): only ``migrate begin`` and ``restore begin`` may rewrite the XML
 (stdout); ``prepare begin`` and ``start begin`` can refuse a start (exit 1, stderr reaches the user through
-virsh); ``stopped end``/``release end`` run after every start attempt, even one refused at prepare, so they are
-idempotent and touch only this domain's leases; a failing ``reconnect begin`` kills the VM, so it always exits 0.
+virsh); ``stopped end``/``release end`` run after every start attempt, even one refused at prepare, so
+they are idempotent and touch only this domain's leases; a failing ``reconnect begin`` kills the VM, so it
+always exits 0.
 The hook never calls libvirt (the domain is locked) and reads only stdin and local state.
 
 Speed: the hook runs on every lifecycle event of every domain on the host. Module level imports only the
@@ -30,13 +31,13 @@ CAN_REFUSE = {"prepare", "start", "migrate", "restore"}
 
 
 def script(python: str = "/usr/bin/python3") -> str:
-    """The executable installed as /etc/libvirt/hooks/qemu.d/vfplugin (hooks/qemu is this, for /usr/bin/python3).
+    """The executable installed as /etc/libvirt/hooks/qemu.d/vfplugin (hooks/qemu: this for /usr/bin/python3).
 
     ``-I``: the hook runs as root; ignore PYTHON* variables, the user site and the current directory.
     """
     return (
         f"#!{python} -I\n"
-        '"""vfplugin\'s libvirt qemu hook: installed as /etc/libvirt/hooks/qemu.d/vfplugin (see vfplugin/hook.py)."""\n'
+        '"""vfplugin\'s libvirt qemu hook, installed as /etc/libvirt/hooks/qemu.d/vfplugin."""\n'
         "import sys\n\n"
         "from vfplugin.hook import main\n\n"
         "sys.exit(main())\n"
@@ -48,8 +49,12 @@ def concerns_vfplugin(xml: bytes) -> bool:
     return REQUEST_MARK in xml or HOSTDEV_MARK in xml
 
 
-def main(argv: Optional[list[str]] = None, stdin: Optional[IO[bytes]] = None,
-         stdout: Optional[IO[str]] = None, stderr: Optional[IO[str]] = None) -> int:
+def main(
+    argv: Optional[list[str]] = None,
+    stdin: Optional[IO[bytes]] = None,
+    stdout: Optional[IO[str]] = None,
+    stderr: Optional[IO[str]] = None,
+) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3:
         return 0
@@ -109,8 +114,15 @@ class _Context:
         return Ledger.open(self.config.ledger, ttl=self.config.reservation_ttl)
 
 
-def _run(handler: Callable[[_Context], int], name: str, operation: str, sub: str, xml: bytes,
-         out: IO[str], err: IO[str]) -> int:
+def _run(
+    handler: Callable[[_Context], int],
+    name: str,
+    operation: str,
+    sub: str,
+    xml: bytes,
+    out: IO[str],
+    err: IO[str],
+) -> int:
     from .errors import VfpluginError
     from .log import LOG, setup
 
@@ -134,7 +146,9 @@ def _run(handler: Callable[[_Context], int], name: str, operation: str, sub: str
         ours = ctx.ours if ctx is not None else ours
         LOG.exception("internal error")
         if operation in CAN_REFUSE and ours:
-            print(f"vfplugin: internal error: {type(e).__name__}: {e} (traceback in the system log)", file=err)
+            print(
+                f"vfplugin: internal error: {type(e).__name__}: {e} (traceback in the system log)", file=err
+            )
             return 1
         return 0
 
@@ -145,7 +159,9 @@ def _run(handler: Callable[[_Context], int], name: str, operation: str, sub: str
 def _wants(held: list[Holding]) -> list[Any]:
     from .ledger import Want
 
-    return [Want(vf=h.vf, nic_id=h.nic_id, mac=h.mac or (h.nic.mac if h.nic else None), vlan=h.vlan) for h in held]
+    return [
+        Want(vf=h.vf, nic_id=h.nic_id, mac=h.mac or (h.nic.mac if h.nic else None), vlan=h.vlan) for h in held
+    ]
 
 
 def prepare(ctx: _Context) -> int:
@@ -170,8 +186,9 @@ def prepare(ctx: _Context) -> int:
                         LOG.warning("rollback: %s", problem)
             ledger.release(ctx.uuid, reason=f"start refused: {e}")
             raise
-        ledger.journal("prepare", "ok", domain_uuid=ctx.uuid, domain_name=ctx.name,
-                       detail=", ".join(h.vf for h in held))
+        ledger.journal(
+            "prepare", "ok", domain_uuid=ctx.uuid, domain_name=ctx.name, detail=", ".join(h.vf for h in held)
+        )
     return 0
 
 
@@ -206,7 +223,9 @@ def stopped(ctx: _Context) -> int:
             problems.append(f"{h.vf}: {e}")
     if problems:
         with ctx.ledger() as ledger:
-            ledger.journal("unplug", "failed", domain_uuid=ctx.uuid, domain_name=ctx.name, detail="; ".join(problems))
+            ledger.journal(
+                "unplug", "failed", domain_uuid=ctx.uuid, domain_name=ctx.name, detail="; ".join(problems)
+            )
     return 0
 
 
@@ -226,14 +245,20 @@ def release(ctx: _Context) -> int:
                 continue
             for problem in unconfigure(ctx.config, ctx.sysfs, lease, pfs.get(lease.vf)):
                 LOG.warning("release: %s", problem)
-                ledger.journal("restore", "failed", domain_uuid=ctx.uuid, domain_name=ctx.name,
-                               vf=lease.vf, detail=problem)
+                ledger.journal(
+                    "restore",
+                    "failed",
+                    domain_uuid=ctx.uuid,
+                    domain_name=ctx.name,
+                    vf=lease.vf,
+                    detail=problem,
+                )
         ledger.release(ctx.uuid, reason="released")
     return 0
 
 
 def reconnect(ctx: _Context) -> int:
-    """libvirtd restarted and found the domain running: re-assert its leases. Always exit 0 (else the VM dies)."""
+    """libvirtd restarted and found the domain running: re-assert its leases; exit 0 (else the VM dies)."""
     from .configure import plug
     from .errors import VfpluginError
     from .log import LOG
@@ -247,7 +272,9 @@ def reconnect(ctx: _Context) -> int:
             ledger.mark_started(ctx.uuid)
         except VfpluginError as e:
             LOG.error("reconnect: inconsistent ledger, the running domain keeps its VFs: %s", e)
-            ledger.journal("reconnect", "inconsistent", domain_uuid=ctx.uuid, domain_name=ctx.name, detail=str(e))
+            ledger.journal(
+                "reconnect", "inconsistent", domain_uuid=ctx.uuid, domain_name=ctx.name, detail=str(e)
+            )
     for h in held:
         try:
             plug(ctx.config, ctx.sysfs, ctx.uuid, ctx.name, h)
@@ -257,7 +284,7 @@ def reconnect(ctx: _Context) -> int:
 
 
 def incoming(ctx: _Context) -> int:
-    """``migrate begin``/``restore begin``: the XML comes from elsewhere; point each request at a free local VF."""
+    """``migrate begin``/``restore begin``: the XML comes from elsewhere; point requests at free local VFs."""
     if not ctx.domain.has_request():
         return 0
     from .inventory import discover

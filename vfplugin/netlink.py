@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import VfSettingRefused
+from .errors import NetdevMissing, VfSettingRefused
 from .log import LOG
 from .request import LINK_STATES
 
@@ -35,19 +35,17 @@ def _ipr() -> Iterator[Any]:
         ipr.close()
 
 
-def _pf_index(ipr: Any, pf: str) -> int:
+def _pf_index(ipr: Any, pf: str, vf_index: int, what: str) -> int:
     found = ipr.link_lookup(ifname=pf)
     if not found:
-        raise VfSettingRefused(
-            pf=pf, setting="(any)", value="-", vf_index="-", reason=f"no netdev {pf} in this network namespace"
-        )
+        raise NetdevMissing(settings=what, vf_index=vf_index, pf=pf)
     return int(found[0])
 
 
 def read(pf: str, vf_index: int) -> dict[str, Any]:
     """The VF's current settings as the PF reports them (IFLA_VFINFO_LIST), in the request's words."""
     with _ipr() as ipr:
-        return _read(ipr, _pf_index(ipr, pf), pf, vf_index)
+        return _read(ipr, _pf_index(ipr, pf, vf_index, "(read)"), pf, vf_index)
 
 
 def _read(ipr: Any, index: int, pf: str, vf_index: int) -> dict[str, Any]:
@@ -73,7 +71,11 @@ def _read(ipr: Any, index: int, pf: str, vf_index: int) -> dict[str, Any]:
             state["max_tx_rate"] = attrs["IFLA_VF_RATE"]["max_tx_rate"]
         return state
     raise VfSettingRefused(
-        pf=pf, setting="(read)", value="-", vf_index=vf_index, reason="the PF reports no such VF (sriov_numvfs?)"
+        pf=pf,
+        setting="(read)",
+        value="-",
+        vf_index=vf_index,
+        reason="the PF reports no such VF (sriov_numvfs?)",
     )
 
 
@@ -89,7 +91,10 @@ def _vf_message(vf_index: int, key: str, value: Any, current: Mapping[str, Any])
     if key == "link_state":
         return {"vf": vf_index, "link_state": LINK_STATES[value]}
     # IFLA_VF_RATE carries both rates: keep the other one as it is now.
-    rate = {"min_tx_rate": int(current.get("min_tx_rate", 0)), "max_tx_rate": int(current.get("max_tx_rate", 0))}
+    rate = {
+        "min_tx_rate": int(current.get("min_tx_rate", 0)),
+        "max_tx_rate": int(current.get("max_tx_rate", 0)),
+    }
     rate[key] = int(value)
     return {"vf": vf_index, "rate": rate}
 
@@ -110,7 +115,10 @@ def _set(ipr: Any, index: int, pf: str, vf_index: int, key: str, value: Any, cur
     except NetlinkError as e:
         code = e.code or errno.EIO
         raise VfSettingRefused(
-            pf=pf, setting=key, value=_shown(value), vf_index=vf_index,
+            pf=pf,
+            setting=key,
+            value=_shown(value),
+            vf_index=vf_index,
             reason=f"{errno.errorcode.get(code, code)} ({os.strerror(code)})",
         ) from None
     if key in ("min_tx_rate", "max_tx_rate"):
@@ -133,7 +141,7 @@ def apply(pf: str, vf_index: int, settings: Mapping[str, Any]) -> dict[str, Any]
     if not settings:
         return {}
     with _ipr() as ipr:
-        index = _pf_index(ipr, pf)
+        index = _pf_index(ipr, pf, vf_index, ", ".join(f"{k}={_shown(v)}" for k, v in _normalized(settings)))
         current = _read(ipr, index, pf, vf_index)
         previous: dict[str, Any] = {}
         try:
@@ -152,7 +160,9 @@ def apply(pf: str, vf_index: int, settings: Mapping[str, Any]) -> dict[str, Any]
         return previous
 
 
-def _put_back(ipr: Any, index: int, pf: str, vf_index: int, saved: Mapping[str, Any], current: dict[str, Any]) -> list[str]:
+def _put_back(
+    ipr: Any, index: int, pf: str, vf_index: int, saved: Mapping[str, Any], current: dict[str, Any]
+) -> list[str]:
     problems = []
     for key, value in reversed(_normalized(saved)):
         try:
@@ -168,8 +178,8 @@ def restore(pf: str, vf_index: int, saved: Mapping[str, Any]) -> list[str]:
         return []
     try:
         with _ipr() as ipr:
-            index = _pf_index(ipr, pf)
+            index = _pf_index(ipr, pf, vf_index, "saved settings")
             current = _read(ipr, index, pf, vf_index)
             return _put_back(ipr, index, pf, vf_index, saved, current)
-    except VfSettingRefused as e:
+    except (VfSettingRefused, NetdevMissing) as e:
         return [str(e)]

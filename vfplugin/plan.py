@@ -1,4 +1,4 @@
-"""What vfplugin must hold for a domain: its XML + the configuration + where each VF sits -> ``Holding`` values.
+"""What vfplugin must hold for a domain: its XML + the configuration + where each VF sits -> ``Holding``s.
 
 A domain holds (a) every VF materialized for one of its requests (interface alias ``ua-vfplugin-<id>``) and
 (b) every hand-written PCI hostdev that points at a VF of a managed PF (*adopted*, so hand-written and

@@ -3,8 +3,7 @@
 Used before a start (``vfctl rewrite/define/start/attach``) and by the hook where libvirt lets it rewrite
 the XML (``migrate begin``, ``restore begin``). It reads the ledger (leases, sticky history) and the
 inventory it is given, asks the allocator, materializes the choices in the domain (in place), and reserves
-them; a race lost to another process (VfBusy at reserve) is retried with fresh leases a bounded number of
-times. It never talks to libvirt.
+them in the same ledger transaction. It never talks to libvirt.
 """
 
 from __future__ import annotations
@@ -17,15 +16,12 @@ from typing import TYPE_CHECKING, Optional
 from .allocator import Choice, DomainContext, choose
 from .config import Config
 from .domxml import Domain, generate_mac
-from .errors import VfBusy
 from .inventory import VfInfo
-from .ledger import Ledger, Want
+from .ledger import Lease, Ledger, Snapshot, Want
 from .log import LOG
 
 if TYPE_CHECKING:
     from .request import NicRequest
-
-RESERVE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -53,28 +49,34 @@ def numa_nodes(domain: Domain, cpu_nodes: Mapping[int, int]) -> frozenset[int]:
     return frozenset(hint.nodeset) | frozenset(cpu_nodes[c] for c in hint.cpuset if c in cpu_nodes)
 
 
-def assign(
+def _plan(
     domain: Domain,
     nics: Sequence[NicRequest],
     config: Config,
     vfs: Sequence[VfInfo],
-    ledger: Ledger,
+    leases: Sequence[Lease],
+    history: Mapping[str, str],
+    last_released: Mapping[str, float],
     cpu_nodes: Mapping[int, int],
 ) -> list[Assignment]:
-    """Choose a VF and a MAC for each of ``nics`` and write them into ``domain``. Reserves nothing."""
+    """Choose a VF and a MAC for each of ``nics`` from these facts and write them into ``domain``."""
     uuid = domain_uuid(domain)
     refs = domain.hostdevs()
     current = {r.nic_id: str(r.address) for r in refs if r.nic_id}
     current_macs = {r.nic_id: r.mac for r in refs if r.nic_id and r.mac}
     # Hand-written hostdevs of this domain are its own (adopted): never hand them to one of its requests too.
     adopted = {str(r.address) for r in refs if r.nic_id is None}
-    leases = ledger.leases()
     # Sticky: the VF the nic has in the XML now, else the one it held last.
-    sticky = {**ledger.sticky(uuid), **current}
+    sticky = {**history, **current}
     context = DomainContext(uuid=uuid, name=domain.name, numa_nodes=numa_nodes(domain, cpu_nodes))
     choices = choose(
-        nics, [v for v in vfs if str(v.address) not in adopted], leases, context, config.pools,
-        sticky=sticky, last_released=ledger.last_released(),
+        nics,
+        [v for v in vfs if str(v.address) not in adopted],
+        leases,
+        context,
+        config.pools,
+        sticky=sticky,
+        last_released=last_released,
     )
     taken_macs = {lease.mac for lease in leases if lease.domain_uuid != uuid and lease.mac}
     assignments = []
@@ -84,8 +86,35 @@ def assign(
         taken_macs.add(mac)
         domain.materialize(nic, choice.vf.address, mac)
         assignments.append(Assignment(choice, mac))
-        LOG.info("nic %s of %s -> VF %s (%s)", nic.id, domain.name, choice.vf.address, "; ".join(choice.ranked[0].reasons))
+        LOG.info(
+            "nic %s of %s -> VF %s (%s)",
+            nic.id,
+            domain.name,
+            choice.vf.address,
+            "; ".join(choice.ranked[0].reasons),
+        )
     return assignments
+
+
+def assign(
+    domain: Domain,
+    nics: Sequence[NicRequest],
+    config: Config,
+    vfs: Sequence[VfInfo],
+    ledger: Ledger,
+    cpu_nodes: Mapping[int, int],
+) -> list[Assignment]:
+    """Choose VFs for ``nics`` against the ledger now, write them into ``domain``; reserve nothing."""
+    return _plan(
+        domain,
+        nics,
+        config,
+        vfs,
+        ledger.leases(),
+        ledger.sticky(domain_uuid(domain)),
+        ledger.last_released(),
+        cpu_nodes,
+    )
 
 
 def assign_and_reserve(
@@ -96,17 +125,18 @@ def assign_and_reserve(
     cpu_nodes: Mapping[int, int],
     nics: Optional[Sequence[NicRequest]] = None,
 ) -> list[Assignment]:
-    """``assign`` every request (or ``nics``) and reserve the VFs for the domain, retrying lost races."""
+    """``assign`` every request (or ``nics``) and reserve the VFs, choosing inside the ledger's write
+    transaction so that domains defined at the same moment never get the same VF (no retry loop)."""
     wanted = list(domain.requests() if nics is None else nics)
     if not wanted:
         return []
-    for attempt in range(1, RESERVE_ATTEMPTS + 1):
-        assignments = assign(domain, wanted, config, vfs, ledger, cpu_nodes)
-        try:
-            ledger.reserve(domain_uuid(domain), domain.name, [a.want for a in assignments])
-            return assignments
-        except VfBusy as busy:  # another process reserved it between our read and our write
-            if attempt == RESERVE_ATTEMPTS:
-                raise
-            LOG.info("reserve lost a race (%s); choosing again (attempt %d)", busy, attempt + 1)
-    raise AssertionError("unreachable")
+    result: list[Assignment] = []
+
+    def pick(snapshot: Snapshot) -> list[Want]:
+        result[:] = _plan(
+            domain, wanted, config, vfs, snapshot.leases, snapshot.sticky, snapshot.last_released, cpu_nodes
+        )
+        return [a.want for a in result]
+
+    ledger.allocate(domain_uuid(domain), domain.name, pick)
+    return result

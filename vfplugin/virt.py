@@ -36,7 +36,9 @@ def connect(uri: str) -> Iterator[Any]:
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as e:
-        raise LibvirtError(problem=f"cannot connect to {uri}: {_message(e)}; is libvirtd (or virtqemud) running?") from None
+        raise LibvirtError(
+            problem=f"cannot connect to {uri}: {_message(e)}; is libvirtd (or virtqemud) running?"
+        ) from None
     try:
         yield conn
     finally:
@@ -44,7 +46,7 @@ def connect(uri: str) -> Iterator[Any]:
 
 
 def call(what: str, fn: Any, *args: Any) -> Any:
-    """Run one libvirt call, turning libvirtError into a one-line LibvirtError that says what was being done."""
+    """Run one libvirt call; a libvirtError becomes a one-line LibvirtError saying what was being done."""
     libvirt = _libvirt()
     try:
         return fn(*args)
@@ -67,4 +69,6 @@ def running_domains(conn: Any) -> list[Any]:
 
 def set_request_metadata(dom: Any, nics_xml: str, flags: int) -> None:
     """Replace the domain's vfplugin metadata element (``<vfp:nics>``) the libvirt way."""
-    call(f"set metadata of {dom.name()}", dom.setMetadata, METADATA_ELEMENT, nics_xml, "vfp", REQUEST_NS, flags)
+    call(
+        f"set metadata of {dom.name()}", dom.setMetadata, METADATA_ELEMENT, nics_xml, "vfp", REQUEST_NS, flags
+    )

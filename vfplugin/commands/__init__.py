@@ -15,12 +15,12 @@ def config(args: argparse.Namespace) -> Config:
 
 def read_domain_file(path: str) -> Any:
     """A domain XML file, parsed safely (vfplugin.domxml); one-line errors for unreadable files."""
-    from ..domxml import MAX_XML_BYTES, parse_domain
+    from ..domxml import MAX_BYTES, parse_domain
     from ..errors import RequestError
 
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_XML_BYTES + 1)
+            data = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise RequestError(source=path, problem=f"cannot read: {e.strerror}") from None
     return parse_domain(data, source=path)

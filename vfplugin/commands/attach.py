@@ -1,4 +1,4 @@
-"""``vfctl attach DOMAIN``: add a VF to a domain (hot-plug with --live), request metadata and ledger together."""
+"""``vfctl attach DOMAIN``: add a VF to a domain (hot-plug with --live); metadata and ledger together."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 
 from . import config, host, open_ledger
 
-HELP = "add a VF to a domain: request in the metadata, VF chosen and held, interface attached (--live/--config)"
+HELP = (
+    "add a VF to a domain: request in the metadata, VF chosen and held, interface attached (--live/--config)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spoofchk", choices=("on", "off"))
     parser.add_argument("--max-tx-rate", dest="max_tx_rate", help="Mbit/s")
     parser.add_argument("--live", action="store_true", help="hot-plug into the running domain")
-    parser.add_argument("--config", dest="persistent", action="store_true", help="change the persistent definition")
+    parser.add_argument(
+        "--config", dest="persistent", action="store_true", help="change the persistent definition"
+    )
 
 
 def flags(running: bool, live: bool, persistent: bool) -> tuple[bool, bool]:
@@ -39,12 +43,12 @@ def flags(running: bool, live: bool, persistent: bool) -> tuple[bool, bool]:
 
 def run(args: argparse.Namespace) -> int:
     from .. import virt
+    from ..configure import configure, unconfigure
     from ..domxml import interface_xml, parse_domain
     from ..errors import VfpluginError
+    from ..plan import Holding
     from ..request import metadata_xml, parse_request
     from ..rewrite import assign, domain_uuid
-    from ..configure import configure, unconfigure
-    from ..plan import Holding
 
     cfg = config(args)
     with virt.connect(args.connect) as conn:
@@ -60,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
                 attrs[key] = getattr(args, key)
         nic = parse_request(attrs)
         if nic_id in used:
-            raise VfpluginError(detail=f"domain {args.domain!r} already has a nic {nic_id!r}; choose another --nic")
+            raise VfpluginError(
+                detail=f"domain {args.domain!r} already has a nic {nic_id!r}; choose another --nic"
+            )
         sysfs, inventory = host(cfg)
         uuid = domain_uuid(domain)
         with open_ledger(cfg) as ledger:
@@ -74,8 +80,12 @@ def run(args: argparse.Namespace) -> int:
                     held = Holding(vf.address, vf.pf, vf.vf_index, nic, "interface", assignment.mac, nic.vlan)
                     configure(cfg, sysfs, ledger, uuid, domain.name, held)
                 flag = (virt.AFFECT_LIVE if live else 0) | (virt.AFFECT_CONFIG if persistent else 0)
-                virt.call(f"attach to {args.domain}", dom.attachDeviceFlags,
-                          interface_xml(nic, vf.address, assignment.mac), flag)
+                virt.call(
+                    f"attach to {args.domain}",
+                    dom.attachDeviceFlags,
+                    interface_xml(nic, vf.address, assignment.mac),
+                    flag,
+                )
                 requests = [n for n in domain.requests() if n.id != nic.id] + [nic]
                 virt.set_request_metadata(dom, metadata_xml(requests), flag)
             except VfpluginError:
@@ -85,5 +95,8 @@ def run(args: argparse.Namespace) -> int:
                 ledger.release(uuid, vfs=[str(vf.address)], reason="attach failed")
                 raise
     where = " and ".join(w for w, on in (("live", live), ("config", persistent)) if on)
-    print(f"attached {nic.id}: VF {vf.address} ({vf.pf} vf {vf.vf_index}), MAC {assignment.mac} to {args.domain} ({where})")
+    print(
+        f"attached {nic.id}: VF {vf.address} ({vf.pf} vf {vf.vf_index}), MAC {assignment.mac} "
+        f"to {args.domain} ({where})"
+    )
     return 0

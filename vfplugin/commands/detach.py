@@ -1,4 +1,4 @@
-"""``vfctl detach DOMAIN --nic ID``: remove a vfplugin nic (hot-unplug with --live), metadata and ledger together."""
+"""``vfctl detach DOMAIN --nic ID``: remove a vfplugin nic (hot-unplug with --live), ledger too."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ import argparse
 from . import config, host, open_ledger
 from .attach import flags
 
-HELP = "remove a vfplugin nic from a domain: interface detached, request dropped, VF released (--live/--config)"
+HELP = (
+    "remove a vfplugin nic from a domain: interface detached, request dropped, VF released (--live/--config)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("domain", help="domain name")
-    parser.add_argument("--nic", required=True, help="the nic id (as in the request and the alias ua-vfplugin-ID)")
+    parser.add_argument(
+        "--nic", required=True, help="the nic id (as in the request and the alias ua-vfplugin-ID)"
+    )
     parser.add_argument("--live", action="store_true", help="hot-unplug from the running domain")
-    parser.add_argument("--config", dest="persistent", action="store_true", help="change the persistent definition")
+    parser.add_argument(
+        "--config", dest="persistent", action="store_true", help="change the persistent definition"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,9 +47,15 @@ def run(args: argparse.Namespace) -> int:
                 raise VfpluginError(detail=f"the {where} of {args.domain!r} has no vfplugin nic {args.nic!r}")
             flag = virt.AFFECT_CONFIG if inactive else virt.AFFECT_LIVE
             if ref is not None and nic is not None:
-                virt.call(f"detach {args.nic} from {args.domain}", dom.detachDeviceFlags,
-                          interface_xml(nic, ref.address, ref.mac or "00:00:00:00:00:00"), flag)
-            virt.set_request_metadata(dom, metadata_xml([n for n in domain.requests() if n.id != args.nic]), flag)
+                virt.call(
+                    f"detach {args.nic} from {args.domain}",
+                    dom.detachDeviceFlags,
+                    interface_xml(nic, ref.address, ref.mac or "00:00:00:00:00:00"),
+                    flag,
+                )
+            virt.set_request_metadata(
+                dom, metadata_xml([n for n in domain.requests() if n.id != args.nic]), flag
+            )
             if ref is not None and (not inactive or not running):
                 released.append((domain.uuid or args.domain, str(ref.address)))
         if released:

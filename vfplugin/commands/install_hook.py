@@ -8,7 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-HELP = "install the qemu hook as <hooks-dir>/vfplugin (then restart libvirtd/virqemud: hooks are found at start)"
+HELP = (
+    "install the qemu hook as <hooks-dir>/vfplugin (then restart libvirtd/virqemud: hooks are found at start)"
+)
 DEFAULT_DIR = "/etc/libvirt/hooks/qemu.d"
 
 
@@ -40,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         target = install(Path(args.hooks_dir), sys.executable)
     except OSError as e:
-        raise HostError(problem=f"cannot install the hook into {args.hooks_dir}: {e.strerror}; run as root") from None
+        raise HostError(
+            problem=f"cannot install the hook into {args.hooks_dir}: {e.strerror}; run as root"
+        ) from None
     print(f"installed {target} (runs {sys.executable})")
     print("libvirt finds hooks when it starts: run 'systemctl restart libvirtd' (or virtqemud) now")
     return 0

@@ -57,10 +57,15 @@ def run(args: argparse.Namespace) -> int:
     with open_ledger(cfg) as ledger:
         ledger.record_vfs(inventory.vfs)
         if dry:
-            fixes += [f"would expire stale lease of {lease.vf} ({lease.domain_name})"
-                      for lease in ledger.leases() if lease.stale]
+            fixes += [
+                f"would expire stale lease of {lease.vf} ({lease.domain_name})"
+                for lease in ledger.leases()
+                if lease.stale
+            ]
         else:
-            fixes += [f"expired stale lease of {lease.vf} held by {lease.domain_name}" for lease in ledger.expire()]
+            fixes += [
+                f"expired stale lease of {lease.vf} held by {lease.domain_name}" for lease in ledger.expire()
+            ]
         running = running_holdings(args.connect, cfg, sysfs)
 
         for lease in ledger.leases():
@@ -73,14 +78,21 @@ def run(args: argparse.Namespace) -> int:
 
         held_by = {lease.vf: lease for lease in ledger.leases()}
         for uuid, (name, held) in running.items():
-            missing = [h for h in held if held_by.get(h.vf) is None or held_by[h.vf].domain_uuid != uuid
-                       or held_by[h.vf].state != "active"]
+            missing = [
+                h
+                for h in held
+                if held_by.get(h.vf) is None
+                or held_by[h.vf].domain_uuid != uuid
+                or held_by[h.vf].state != "active"
+            ]
             if not missing:
                 continue
             fixes.append(f"claimed {', '.join(h.vf for h in missing)} for running domain {name}")
             if not dry:
                 try:
-                    ledger.claim(uuid, name, [Want(vf=h.vf, nic_id=h.nic_id, mac=h.mac, vlan=h.vlan) for h in missing])
+                    ledger.claim(
+                        uuid, name, [Want(vf=h.vf, nic_id=h.nic_id, mac=h.mac, vlan=h.vlan) for h in missing]
+                    )
                     ledger.mark_started(uuid)
                 except VfpluginError as e:
                     fixes.append(f"  conflict: {e}")
@@ -89,14 +101,19 @@ def run(args: argparse.Namespace) -> int:
             fixes += _reconcile_ovs(cfg, sysfs, running, dry)
         if not dry:
             ledger.journal("reconcile", "ok", detail=f"{len(fixes)} fixes")
-        leaked = [lease.vf for lease in ledger.leases()
-                  if lease.state == "active" and lease.domain_uuid not in running]
+        leaked = [
+            lease.vf
+            for lease in ledger.leases()
+            if lease.state == "active" and lease.domain_uuid not in running
+        ]
 
     for line in fixes:
         print(line)
-    print(f"reconcile: {len([f for f in fixes if not f.startswith('  ')])} fixed, "
-          f"{sum(len(h) for _, h in running.values())} VFs held by {len(running)} running domains, "
-          f"{len(leaked)} leaked")
+    print(
+        f"reconcile: {len([f for f in fixes if not f.startswith('  ')])} fixed, "
+        f"{sum(len(h) for _, h in running.values())} VFs held by {len(running)} running domains, "
+        f"{len(leaked)} leaked"
+    )
     return 0
 
 
@@ -113,8 +130,16 @@ def _reconcile_ovs(cfg: Any, sysfs: Any, running: dict[str, tuple[str, list[Any]
             except VfpluginError:
                 continue
             if port is not None:
-                wanted.append(ovs.WantedPort(bridge=port[0], representor=port[1], domain_uuid=uuid,
-                                             iface_id=f"{name}-{h.nic_id or h.vf}", mac=h.mac or "", vlan=h.vlan))
+                wanted.append(
+                    ovs.WantedPort(
+                        bridge=port[0],
+                        representor=port[1],
+                        domain_uuid=uuid,
+                        iface_id=f"{name}-{h.nic_id or h.vf}",
+                        mac=h.mac or "",
+                        vlan=h.vlan,
+                    )
+                )
     to_unplug, to_plug = ovs.reconcile_plan(ovs.plugged(), wanted)
     fixes = []
     for port in to_unplug:
@@ -124,5 +149,12 @@ def _reconcile_ovs(cfg: Any, sysfs: Any, running: dict[str, tuple[str, list[Any]
     for w in to_plug:
         fixes.append(f"plugged OVS port {w.representor} into {w.bridge} for {w.iface_id}")
         if not dry:
-            ovs.plug(w.bridge, w.representor, domain_uuid=w.domain_uuid, iface_id=w.iface_id, mac=w.mac, vlan=w.vlan)
+            ovs.plug(
+                w.bridge,
+                w.representor,
+                domain_uuid=w.domain_uuid,
+                iface_id=w.iface_id,
+                mac=w.mac,
+                vlan=w.vlan,
+            )
     return fixes
