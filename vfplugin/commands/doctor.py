@@ -1,11 +1,36 @@
-"""PLACEHOLDER: to be written (see the issue)."""
+"""``vfctl doctor``: is this host ready? One line per check (ok/warn/fail), with the fix for each failure.
 
-HELP = "(not written yet)"
+The checks live in vfplugin/doctor.py; this module prints them. Exit status 0 when no check fails (warnings
+allowed), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import config as load_config
+
+HELP = "check the host: IOMMU, vfio-pci, PFs and VFs, hook, daemon, ledger (prints the fix for each failure)"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hooks-dir", default="/etc/libvirt/hooks/qemu.d", help="where the qemu hook should be (%(default)s)"
+    )
 
 
-def run(args):
-    raise NotImplementedError("doctor")
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..checks import FAIL
+    from ..config import config_path
+    from ..doctor import checks
+
+    cfg = load_config(args)
+    looked_at = config_path(getattr(args, "config", None))
+    results = checks(cfg, hooks_dir=Path(args.hooks_dir), config_path=looked_at)
+    for check in results:
+        print(check.line())
+    failed = sum(1 for c in results if c.status == FAIL)
+    print(f"{failed} check(s) failed" if failed else "no check failed")
+    return 1 if failed else 0

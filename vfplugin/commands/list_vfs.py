@@ -1,11 +1,136 @@
-"""PLACEHOLDER: to be written (see the issue)."""
+"""``vfctl list``: every VF of the managed PFs with its facts and who holds it, as a table or JSON.
 
-HELP = "(not written yet)"
+``rows`` is pure (inventory + leases in, row mappings out); ``run`` reads the host and the ledger. This path
+must stay fast and light: no lxml, libvirt or pyroute2 import, and the ledger is opened only if its file
+exists (no file: nothing was ever allocated, every VF is free).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional, Protocol
+
+from . import config as load_config
+
+HELP = "list the VFs of the managed PFs: model, NUMA node, IOMMU group, driver, lease"
+
+# The JSON contract (DESIGN.md / issue 3): exactly these keys, in this order.
+KEYS = (
+    "address", "pf", "pf_address", "vf_index", "vendor_id", "device_id", "model", "numa_node", "iommu_group",
+    "driver", "netdev", "representor", "pool", "state", "domain", "mac", "vlan",
+)
+COLUMNS = (
+    ("ADDRESS", "address"), ("PF", "pf"), ("VF", "vf_index"), ("MODEL", "model"), ("ID", "ids"),
+    ("NUMA", "numa_node"), ("IOMMU", "iommu_group"), ("DRIVER", "driver"), ("STATE", "state"),
+    ("DOMAIN", "domain"), ("MAC", "mac"), ("VLAN", "vlan"),
+)
 
 
-def add_arguments(parser):
-    pass
+class LeaseLike(Protocol):
+    """What a row needs of a lease (vfplugin.ledger.Lease has it)."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def domain_name(self) -> str: ...
+    @property
+    def mac(self) -> Optional[str]: ...
+    @property
+    def vlan(self) -> Optional[int]: ...
 
 
-def run(args):
-    raise NotImplementedError("list_vfs")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pf", metavar="PF", help="only VFs of this PF (netdev name)")
+    parser.add_argument("--model", metavar="M", help="only VFs of this model, as listed")
+    parser.add_argument("--pool", metavar="P", help="only VFs this pool admits")
+    parser.add_argument("--free", action="store_true", help="only VFs no domain holds")
+    parser.add_argument("--json", action="store_true", help="a JSON array of objects instead of a table")
+
+
+def rows(
+    inventory: Any, leases: Mapping[str, LeaseLike], *, pf: Optional[str] = None, model: Optional[str] = None,
+    pool: Optional[str] = None, free: bool = False,
+) -> list[dict[str, Any]]:
+    """One mapping per VF with exactly ``KEYS``; ``leases``: VF address (``0000:0a:10.0``) -> its lease."""
+    out = []
+    for vf in inventory.vfs:
+        if pf is not None and vf.pf != pf:
+            continue
+        if model is not None and vf.model != model:
+            continue
+        if pool is not None and pool not in vf.pools:
+            continue
+        lease = leases.get(str(vf.address))
+        if free and lease is not None:
+            continue
+        out.append({
+            "address": str(vf.address),
+            "pf": vf.pf,
+            "pf_address": str(vf.pf_address),
+            "vf_index": vf.vf_index,
+            "vendor_id": vf.vendor_id,
+            "device_id": vf.device_id,
+            "model": vf.model,
+            "numa_node": vf.numa_node,
+            "iommu_group": vf.iommu_group,
+            "driver": vf.driver,
+            "netdev": vf.netdev,
+            "representor": vf.representor,
+            "pool": vf.pool,
+            "state": lease.state if lease is not None else "free",
+            "domain": lease.domain_name if lease is not None else None,
+            "mac": lease.mac if lease is not None else None,
+            "vlan": lease.vlan if lease is not None else None,
+        })
+    return out
+
+
+def table(items: Sequence[Mapping[str, Any]]) -> str:
+    """Aligned columns, ``-`` for absent values; the model column is the widest and comes last but three."""
+    header = [title for title, _ in COLUMNS]
+    lines = [header]
+    for row in items:
+        cells = []
+        for _, key in COLUMNS:
+            value = f"{row['vendor_id']}:{row['device_id']}" if key == "ids" else row[key]
+            cells.append("-" if value is None else str(value))
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def read_leases(cfg: Any) -> dict[str, LeaseLike]:
+    """The ledger's leases by VF address; {} when the ledger file does not exist yet."""
+    if not os.path.exists(cfg.ledger):
+        return {}
+    from ..ledger import Ledger  # sqlite3 only when there is something to read
+
+    ledger = Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl, create=False)
+    try:
+        return {lease.vf: lease for lease in ledger.leases()}
+    finally:
+        ledger.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inventory import discover
+
+    cfg = load_config(args)
+    inventory = discover(cfg)
+    for problem in inventory.problems:
+        print(f"vfctl: {problem}", file=sys.stderr)
+    items = rows(inventory, read_leases(cfg), pf=args.pf, model=args.model, pool=args.pool, free=args.free)
+    if args.json:
+        print(json.dumps(items, indent=2))
+    elif items:
+        print(table(items))
+    elif not inventory.problems:
+        filtered = args.pf or args.model or args.pool or args.free
+        print("no VF matches" if filtered else "no VFs", file=sys.stderr)
+    # A PF the configuration names but that cannot be used is the host's fault, not the listing's: the VFs
+    # that exist are still printed, and the status says something needs fixing.
+    return 1 if inventory.problems else 0
