@@ -123,7 +123,7 @@ def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
 
 
 def _prolog(raw: bytes) -> tuple[Optional[bytes], Optional[str]]:
-    """The XML declaration (verbatim, or None) and a problem if a DOCTYPE precedes the root element.
+    """The XML declaration with the blank after it (verbatim, or None); a problem if there is a DOCTYPE.
 
     Scanned by hand before lxml sees the text: lxml would read an internal subset and its entity declarations
     (billion laughs) even with resolve_entities=False; a DOCTYPE can only stand in the prolog.
@@ -134,8 +134,10 @@ def _prolog(raw: bytes) -> tuple[Optional[bytes], Optional[str]]:
         end = raw.find(b"?>", pos)
         if end < 0:
             return None, "malformed XML at line 1: unterminated XML declaration"
-        declaration = raw[pos : end + 2]
-        pos = end + 2
+        start, pos = pos, end + 2
+        while pos < len(raw) and raw[pos : pos + 1].isspace():
+            pos += 1
+        declaration = raw[start:pos]
     while True:
         while pos < len(raw) and raw[pos : pos + 1].isspace():
             pos += 1
@@ -408,9 +410,13 @@ class Domain:
     def to_bytes(self) -> bytes:
         """The document, with the XML declaration as it was (or none); UTF-8 unless it names another."""
         encoding = self._root.getroottree().docinfo.encoding if self._declaration else "UTF-8"
-        body = etree.tostring(self._root.getroottree(), encoding=encoding, xml_declaration=False)
-        text = (self._declaration + b"\n" + body) if self._declaration else body
-        return text + b"\n" if self._newline else text
+        # Top-level comments and PIs one per line, as libvirt writes its "WARNING: auto-generated" comment.
+        before = reversed(list(self._root.itersiblings(preceding=True)))
+        nodes = [*before, self._root, *self._root.itersiblings()]
+        body = b"\n".join(etree.tostring(n, encoding=encoding, with_tail=False) for n in nodes)
+        if self._declaration is not None:
+            body = self._declaration + body
+        return body + b"\n" if self._newline else body
 
     # --- whitespace-preserving tree edits -------------------------------------------------------------------
     # The whitespace before an element is its previous sibling's tail (or its parent's text); inserted
@@ -443,23 +449,23 @@ class Domain:
     def _append(self, parent: etree._Element, element: etree._Element) -> None:
         indent = self._child_indent(parent)
         if len(parent):
-            last = parent[-1]
-            element.tail = last.tail
-            if indent is not None:
-                last.tail = indent
-        else:
-            own = self._indent_of(parent)
-            if indent is not None and own is not None:
-                parent.text, element.tail = indent, own
+            self._insert_after(parent[-1], element)
+            return
+        own = self._indent_of(parent)
         parent.append(element)
+        if indent is not None and own is not None:
+            parent.text, element.tail = indent, own
         self._format(element, indent)
 
     def _insert_after(self, anchor: etree._Element, element: etree._Element) -> None:
         indent = self._indent_of(anchor)
-        element.tail = anchor.tail
+        parent = anchor.getparent()
+        tail = anchor.tail
+        # parent.insert, not anchor.addnext: addnext slips the new element between the anchor and its tail.
+        parent.insert(parent.index(anchor) + 1, element)
+        element.tail = tail
         if indent is not None:
             anchor.tail = indent
-        anchor.addnext(element)
         self._format(element, indent)
 
     def _insert_first(self, parent: etree._Element, element: etree._Element) -> None:
@@ -467,8 +473,8 @@ class Domain:
             self._append(parent, element)
             return
         indent = self._indent_of(parent[0])
-        element.tail = parent.text if indent is not None else None
         parent.insert(0, element)
+        element.tail = parent.text if indent is not None else None
         self._format(element, indent)
 
     def _put(
@@ -480,9 +486,9 @@ class Domain:
     ) -> None:
         """Replace ``old`` by ``new`` in place, or insert ``new`` after ``after`` (first when None)."""
         if old is not None:
-            indent = self._indent_of(old)
-            new.tail = old.tail
+            indent, tail = self._indent_of(old), old.tail
             parent.replace(old, new)
+            new.tail = tail
             self._format(new, indent)
         elif after is not None:
             self._insert_after(after, new)
