@@ -141,7 +141,7 @@ def parse_plugged(output: str) -> list[OvsPort]:
     """Parse the three JSON tables ``plugged()`` asks for (Interface, Port, Bridge), one per line."""
     lines = [line for line in output.splitlines() if line.strip()]
     if len(lines) != 3:
-        raise OvsError(problem=f"unexpected ovs-vsctl output ({len(lines)} tables instead of 3)")
+        raise OvsError(problem=f"unexpected ovs-vsctl output: expected 3 JSON tables, got {len(lines)}")
     interfaces, ports, bridges = (_table(line) for line in lines)
     port_by_uuid = {_atom(p["_uuid"]): p for p in ports}
     bridge_of: dict[str, str] = {}
