@@ -1,0 +1,106 @@
+"""Value types: PCI addresses, MACs, VLANs, names are parsed once and refused with a one-line reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from vfplugin.addresses import (
+    PciAddress,
+    parse_ifname,
+    parse_int,
+    parse_mac,
+    parse_mac_prefix,
+    parse_name,
+    parse_nic_id,
+    parse_vlan,
+)
+from vfplugin.errors import InvalidValue
+
+pytestmark = pytest.mark.pure
+
+
+def test_pci_address_round_trips_in_sysfs_form() -> None:
+    address = PciAddress.parse("0000:0a:10.4")
+    assert address == PciAddress(0, 0x0A, 0x10, 4)
+    assert str(address) == "0000:0a:10.4"
+
+
+def test_pci_address_without_domain_and_in_upper_case() -> None:
+    assert str(PciAddress.parse("3B:00.2")) == "0000:3b:00.2"
+
+
+def test_pci_addresses_sort_by_bus_slot_function() -> None:
+    addresses = [PciAddress.parse(a) for a in ("0000:3b:00.2", "0000:0a:11.0", "0000:0a:10.4")]
+    assert [str(a) for a in sorted(addresses)] == ["0000:0a:10.4", "0000:0a:11.0", "0000:3b:00.2"]
+
+
+@pytest.mark.parametrize(
+    "text", ["", "0a:10", "0000:0a:10.8", "0000:0a:20.0", "0000:0g:10.0", "pci_0000_0a_10_0", 5]
+)
+def test_bad_pci_addresses_are_refused(text: object) -> None:
+    with pytest.raises(InvalidValue) as info:
+        PciAddress.parse(text)  # type: ignore[arg-type]
+    assert str(info.value).startswith("PCI address ") and "\n" not in str(info.value)
+
+
+def test_pci_address_to_and_from_libvirt_attributes() -> None:
+    address = PciAddress.parse("0000:3b:00.5")
+    attrs = address.libvirt_attrs()
+    assert attrs == {"type": "pci", "domain": "0x0000", "bus": "0x3b", "slot": "0x00", "function": "0x5"}
+    assert PciAddress.from_libvirt(attrs) == address
+    # libvirt also accepts decimal numbers in these attributes
+    assert PciAddress.from_libvirt({"bus": "59", "slot": "0", "function": "5"}) == address
+
+
+def test_libvirt_attributes_that_are_not_numbers_are_refused() -> None:
+    with pytest.raises(InvalidValue):
+        PciAddress.from_libvirt({"bus": "0xzz"})
+
+
+def test_mac_is_normalised_and_must_be_unicast() -> None:
+    assert parse_mac("52:54:00:AB:CD:EF") == "52:54:00:ab:cd:ef"
+    for bad in ("01:00:5e:00:00:01", "00:00:00:00:00:00", "52:54:00:ab:cd", "52-54-00-ab-cd-ef"):
+        with pytest.raises(InvalidValue):
+            parse_mac(bad)
+
+
+def test_mac_prefix_has_one_to_five_unicast_octets() -> None:
+    assert parse_mac_prefix("52:54:00") == "52:54:00"
+    assert parse_mac_prefix("02") == "02"
+    for bad in ("", "53", "52:54:00:00:00:00", "5:54"):
+        with pytest.raises(InvalidValue):
+            parse_mac_prefix(bad)
+
+
+def test_vlan_is_1_to_4094() -> None:
+    assert parse_vlan("100") == 100 and parse_vlan(4094) == 4094
+    for bad in ("0", 4095, "ten", True, "1.5"):
+        with pytest.raises(InvalidValue):
+            parse_vlan(bad)
+
+
+def test_int_range_is_inclusive() -> None:
+    assert parse_int(" 7 ", "qos", 0, 7) == 7
+    with pytest.raises(InvalidValue) as info:
+        parse_int("8", "qos", 0, 7)
+    assert str(info.value) == "qos '8' is invalid: must be 0-7"
+
+
+def test_netdev_names_follow_the_kernel_rules() -> None:
+    assert parse_ifname("enp59s0f0v0") == "enp59s0f0v0"
+    for bad in ("", "a" * 16, "eth 2", "eth/2", ".", "..", None):
+        with pytest.raises(InvalidValue):
+            parse_ifname(bad)
+
+
+def test_nic_ids_are_libvirt_alias_safe() -> None:
+    assert parse_nic_id("net-0_a") == "net-0_a"
+    for bad in ("net.0", "net:0", "", "x" * 33):
+        with pytest.raises(InvalidValue):
+            parse_nic_id(bad)
+
+
+def test_names_allow_dots_and_colons_but_not_spaces() -> None:
+    assert parse_name("pool.fast:1") == "pool.fast:1"
+    with pytest.raises(InvalidValue):
+        parse_name("fast pool")
