@@ -17,8 +17,12 @@ import pytest
 from ovs_harness import SCHEMA, TOOLS, OvsSandbox, inside_netns, ovs_sandbox
 
 from tests.conftest import FIXTURES, require, require_root, require_tool
-from vfplugin import ovs
+from vfplugin import ovs, switchdev
+from vfplugin.addresses import PciAddress
+from vfplugin.checks import FAIL, OK
+from vfplugin.config import parse
 from vfplugin.errors import HostError, OvsError, VfpluginError
+from vfplugin.inventory import VfInfo
 
 pytestmark = pytest.mark.ovs
 
@@ -208,3 +212,30 @@ def test_plug_gives_up_within_its_timeout_when_vswitchd_is_down(sandbox: OvsSand
     text = assert_one_line(info.value)
     assert "no answer from ovsdb/ovs-vswitchd within 1s" in text
     assert time.monotonic() - start < 4
+
+
+# --- doctor's OVS lines against the real ovsdb --------------------------------------------------------------
+
+
+def test_offload_checks_read_hw_offload_and_the_bridge_from_ovsdb(sandbox: OvsSandbox) -> None:
+    sandbox.add_representor("eth3")  # plays the PF netdev; a veth has "hw-tc-offload: off [fixed]"
+    config = parse({"ovs_offload_nics": ["eth3"], "networks": ["eth3/br1/bcast0"]})
+    vfs = [
+        VfInfo(address=PciAddress.parse("0000:3b:00.2"), pf="eth3",
+               pf_address=PciAddress.parse("0000:3b:00.0"), vf_index=0, vendor_id="15b3", device_id="1018",
+               model="ConnectX-5 Virtual Function", numa_node=0, iommu_group=40, driver="mlx5_core",
+               netdev=None, representor=REP0)
+    ]
+
+    before = {c.name: c for c in switchdev.offload_checks(config, vfs)}
+    assert before["Open vSwitch hardware offload (other_config:hw-offload)"].status == FAIL
+    assert before["OVS bridge for eth3"].status == OK
+    assert before["TC offload on eth3 (hw-tc-offload)"].detail == "off"
+    assert before["eswitch mode of eth3"].status == FAIL  # no such devlink device here
+
+    sandbox.vsctl("set", "Open_vSwitch", ".", "other_config:hw-offload=true")
+    sandbox.vsctl("del-br", "br1")
+    after = {c.name: c for c in switchdev.offload_checks(config, vfs)}
+    assert ovs.other_config("hw-offload") == "true"
+    assert after["Open vSwitch hardware offload (other_config:hw-offload)"].status == OK
+    assert after["OVS bridge for eth3"].fix == "ovs-vsctl add-br br1"
