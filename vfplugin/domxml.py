@@ -98,9 +98,11 @@ def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
     try:
         root = etree.fromstring(raw, parser)
     except etree.XMLSyntaxError as e:
-        last = e.error_log.last_error
-        line, column = (last.line, last.column) if last else (e.lineno, e.offset)
-        message = last.message if last else e.msg
+        # This parser's first error is the cause ("tag mismatch at line 6"); later ones are its consequences.
+        # (e.error_log is the thread's log: it also holds earlier documents' errors.)
+        first = parser.error_log[0] if len(parser.error_log) else None
+        line, column = (first.line, first.column) if first else (e.lineno, e.offset)
+        message = first.message if first else e.msg
         raise fail(f"malformed XML at line {line}, column {column}: {message}") from None
     tree = root.getroottree()
     if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:
@@ -142,16 +144,16 @@ def _prolog(raw: bytes) -> tuple[Optional[bytes], Optional[str]]:
         while pos < len(raw) and raw[pos : pos + 1].isspace():
             pos += 1
         if raw.startswith(b"<!--", pos):
-            end = raw.find(b"-->", pos + 4)
+            end, close = raw.find(b"-->", pos + 4), 3
         elif raw.startswith(b"<?", pos):
-            end = raw.find(b"?>", pos + 2)
+            end, close = raw.find(b"?>", pos + 2), 2
         elif raw[pos : pos + 9].upper() == b"<!DOCTYPE":
             return declaration, "a DOCTYPE (with its entity declarations) is not allowed in a domain XML"
         else:
             return declaration, None
         if end < 0:
             return declaration, None  # unterminated: lxml reports it with its line number
-        pos = end + 2
+        pos = end + close
 
 
 def parse_nodeset(text: str, what: str) -> frozenset[int]:
@@ -231,7 +233,9 @@ class Domain:
             try:
                 nic = parse_request(dict(element.attrib))
             except InvalidValue as e:
-                raise self._fail(f"nic {label}: {e}") from None
+                text = str(e)  # request.py may name the nic already ("nic 'net0' 'pool,pf' is invalid")
+                text = text if text.startswith(f"nic {label} ") else f"nic {label}: {text}"
+                raise self._fail(text) from None
             for other in nics:
                 if other.id == nic.id:
                     raise self._fail(f"nic id {nic.id!r} is used twice; give each <nic> its own id")
