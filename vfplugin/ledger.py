@@ -624,9 +624,20 @@ def _translate(e: sqlite3.Error, path: Path, timeout: float) -> LedgerError:
         return LedgerUnwritable(path=where, problem="cannot be opened",
                                 fix=f"check that {path.parent} exists and is writable for this user")
     if "i/o error" in text or "ioerr" in text:
+        if _nearly_full(path.parent):  # e.g. SQLITE_IOERR_SHMSIZE: the -shm file could not grow
+            return LedgerUnwritable(path=where, problem="the disk is full",
+                                    fix=f"free space on the file system holding {path.parent}")
         return LedgerUnwritable(path=where, problem="disk I/O error",
                                 fix="check the file system (dmesg, df) before retrying")
     return LedgerError(path=where, problem=f"{type(e).__name__}: {e}")
+
+
+def _nearly_full(directory: Path) -> bool:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024 or (st.f_files > 0 and st.f_favail == 0)
 
 
 def _ensure_dir(path: Path) -> None:
