@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from ovs_harness import SCHEMA, TOOLS, OvsSandbox, inside_netns, ovs_sandbox
 
 from tests.conftest import FIXTURES, require, require_root, require_tool
+from tests.ovs_harness import SCHEMA, TOOLS, OvsSandbox, inside_netns, ovs_sandbox
 from vfplugin import ovs, switchdev
 from vfplugin.addresses import PciAddress
 from vfplugin.checks import FAIL, OK
