@@ -358,6 +358,19 @@ def test_to_bytes_keeps_the_declaration_situation() -> None:
     assert "café" in text and "&lt;blue&gt; &amp; friends" in text and "keep this comment" in text
 
 
+def test_uuid_is_canonical_whatever_the_file_says() -> None:
+    domain = parse_domain("<domain><name>n</name><uuid>6F2D3C1E8A4B4C2D9E1F0A1B2C3D4E5F</uuid></domain>")
+    assert domain.uuid == UUID
+
+
+def test_latin1_bytes_with_their_declaration_are_read_and_written_in_latin1() -> None:
+    text = "<?xml version='1.0' encoding='ISO-8859-1'?>\n<domain><name>caf\xe9</name></domain>\n"
+    data = text.encode("latin-1")
+    domain = parse_domain(data)
+    assert domain.name == "caf\xe9"
+    assert domain.to_bytes() == data
+
+
 def test_set_uuid_fills_a_missing_uuid_and_never_changes_one() -> None:
     domain = parse_domain("<domain>\n  <name>n</name>\n  <memory>1</memory>\n</domain>\n")
     domain.set_uuid("AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE")

@@ -119,6 +119,10 @@ CASES = {
         HEAD + "  <numatune>\n    <memory nodeset='1-0'/>\n  </numatune>\n</domain>\n",
         "numatune nodeset '1-0'",
     ),
+    "bad uuid": (HEAD.replace("6f2d3c1e-", "6f2d3c1g-") + "</domain>", "<uuid> '6f2d3c1g-8a4b-4c2d"),
+    "text declaring latin-1": (
+        "<?xml version='1.0' encoding='ISO-8859-1'?><domain><name>a</name></domain>", "pass the raw bytes"
+    ),
     "deeply nested": ("<domain><name>a</name>" + "<x>" * 5000 + "</x>" * 5000 + "</domain>", "malformed XML"),
 }
 

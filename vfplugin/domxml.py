@@ -13,6 +13,7 @@ It must never choose a VF (allocator.py does) nor reserve one (ledger.py does).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import AbstractSet, Optional, Union
@@ -57,6 +58,7 @@ _SAFE_PARSER = dict(
 )
 
 Data = Union[bytes, str]
+_FOREIGN_ENCODING = re.compile(rb"""encoding\s*=\s*["'](?!utf-?8["'])""", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
     declaration, problem = _prolog(raw)
     if problem:
         raise fail(problem)
+    if isinstance(data, str) and declaration and _FOREIGN_ENCODING.search(declaration):
+        raise fail("text whose XML declaration names an encoding other than UTF-8: pass the raw bytes")
     parser = etree.XMLParser(**_SAFE_PARSER)
     try:
         root = etree.fromstring(raw, parser)
@@ -114,6 +118,10 @@ def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
     domain = Domain(root, source, declaration, raw.endswith(b"\n"))
     if not domain.name:
         raise fail("the domain has no <name>")
+    try:
+        _ = domain.uuid
+    except ValueError as e:
+        raise fail(str(e)) from None
     aliases = [e.find(ALIAS).get("name") for e in X_OWNED(root, prefix=ALIAS_PREFIX)]
     twice = sorted({a for a in aliases if aliases.count(a) > 1})
     if twice:
@@ -154,6 +162,13 @@ def _prolog(raw: bytes) -> tuple[Optional[bytes], Optional[str]]:
         if end < 0:
             return declaration, None  # unterminated: lxml reports it with its line number
         pos = end + close
+
+
+def _canonical_uuid(text: str) -> str:
+    digits = text.replace("-", "").lower()
+    if len(digits) != 32 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError(f"<uuid> {text!r} is not a UUID")
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def parse_nodeset(text: str, what: str) -> frozenset[int]:
@@ -208,9 +223,10 @@ class Domain:
 
     @property
     def uuid(self) -> Optional[str]:
+        """The UUID in libvirt's canonical form (lower case, dashed): generated MACs derive from it."""
         found = X_UUID(self._root)
         text = (found[0].text or "").strip() if found else ""
-        return text.lower() or None
+        return _canonical_uuid(text) if text else None
 
     def _nic_elements(self) -> Iterator[etree._Element]:
         containers = X_NICS(self._root)
@@ -306,12 +322,16 @@ class Domain:
     # --- writing --------------------------------------------------------------------------------------------
     def set_uuid(self, value: str) -> None:
         """Give a domain without ``<uuid>`` one (libvirt would make one at define); never changes one."""
+        try:
+            value = _canonical_uuid(value)
+        except ValueError as e:
+            raise self._fail(str(e)) from None
         if self.uuid is not None:
-            if self.uuid != value.lower():
+            if self.uuid != value:
                 raise self._fail(f"the domain already has uuid {self.uuid}")
             return
         element = etree.Element("uuid")
-        element.text = value.lower()
+        element.text = value
         name = self._root.find("name")
         if name is not None:
             self._insert_after(name, element)
@@ -417,7 +437,9 @@ class Domain:
         # Top-level comments and PIs one per line, as libvirt writes its "WARNING: auto-generated" comment.
         before = reversed(list(self._root.itersiblings(preceding=True)))
         nodes = [*before, self._root, *self._root.itersiblings()]
-        body = b"\n".join(etree.tostring(n, encoding=encoding, with_tail=False) for n in nodes)
+        body = b"\n".join(
+            etree.tostring(node, encoding=encoding, xml_declaration=False, with_tail=False) for node in nodes
+        )
         if self._declaration is not None:
             body = self._declaration + body
         return body + b"\n" if self._newline else body
