@@ -172,3 +172,20 @@ def test_the_error_names_the_line_of_malformed_xml() -> None:
     data, _ = CASES["malformed"]
     with pytest.raises(RequestError, match=r"^evil\.xml: malformed XML at line 6, column \d+: "):
         parse_domain(data, "evil.xml")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        with_nics(*(f"<vfp:nic id='n{i}' pool='p'/>" for i in range(60_000))),
+        HEAD + "  <devices>\n" + "<interface type='user'/>\n" * 150_000 + "  </devices>\n</domain>\n",
+        HEAD + "  <vcpu cpuset='" + ",".join(["0-16383"] * 200_000) + "'>1</vcpu>\n</domain>\n",
+    ],
+    ids=["60000 nics", "150000 interfaces", "200000 full cpu ranges"],
+)
+def test_big_documents_under_the_limit_take_linear_time(data: str) -> None:
+    assert len(data.encode()) <= MAX_BYTES
+    started = time.monotonic()
+    domain = parse_domain(data)
+    domain.to_bytes()
+    assert time.monotonic() - started < 5.0
