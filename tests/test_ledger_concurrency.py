@@ -1,8 +1,8 @@
 """Many real processes against one ledger file at the same instant: never a double allocation.
 
 Each child opens the ledger itself (the first round also races to create the file) and goes through the
-same calls the hook and vfctl make: ``Ledger.claim`` for the hook's ``prepare begin``, ``Ledger.allocate``
-with ``allocator.picker`` for vfctl's choose-and-reserve.
+same calls the hook and vfctl make: ``Ledger.claim`` for the hook's ``prepare begin``, and
+``rewrite.assign_and_reserve`` (allocator inside ``Ledger.allocate``'s write transaction) for `vfctl define`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from vf_values import I350_VF, pf_vfs
 
-from vfplugin.allocator import DomainContext, picker
-from vfplugin.config import Pool
+from vfplugin.config import Config, Pool
+from vfplugin.domxml import parse_domain
 from vfplugin.errors import NoCandidate, VfBusy
 from vfplugin.ledger import Ledger, Want
-from vfplugin.request import NicRequest
+from vfplugin.rewrite import assign_and_reserve
 
 pytestmark = pytest.mark.sqlite
 
@@ -28,7 +28,7 @@ ROUNDS = 3
 ROUND_DEADLINE = 15.0  # seconds; a round takes well under one on 2 cores
 VF = "0000:0a:10.0"
 POOL_VFS = pf_vfs("eth2", 16, bus=0x0A) + pf_vfs("eth3", 16, bus=0x0B)
-POOLS = (Pool("fast", ("eth2", "eth3"), I350_VF),)
+CONFIG = Config(sriov_nics=("eth2", "eth3"), pools=(Pool("fast", ("eth2", "eth3"), I350_VF),))
 CTX = multiprocessing.get_context("fork")  # children inherit the imported modules: 64 starts stay cheap
 
 
@@ -44,14 +44,23 @@ def claim_one(path: str, i: int, barrier: Any, results: Any) -> None:
         results.put((i, "error", repr(e)))
 
 
+DOMAIN_XML = """<domain type='qemu'>
+  <name>vm{i}</name>
+  <uuid>00000000-0000-4000-8000-{i:012d}</uuid>
+  <memory unit='MiB'>64</memory>
+  <metadata><vfp:nics xmlns:vfp="urn:vfplugin:1"><vfp:nic id="net0" pool="fast"/></vfp:nics></metadata>
+  <devices/>
+</domain>"""
+
+
 def allocate_one(path: str, i: int, barrier: Any, results: Any) -> None:
-    domain = DomainContext(uuid=f"uuid-{i}", name=f"vm{i}")
-    pick = picker([NicRequest(id="net0", selector="pool", value="fast")], POOL_VFS, domain, POOLS)
+    """What `vfctl define` does: choose inside the ledger's write transaction and reserve (rewrite.py)."""
+    domain = parse_domain(DOMAIN_XML.format(i=i), source=f"vm{i}.xml")
     barrier.wait()
     try:
         with Ledger.open(path, boot_id="boot", timeout=30) as ledger:
-            [lease] = ledger.allocate(domain.uuid, domain.name, pick)
-        results.put((i, "won", lease.vf))
+            [assignment] = assign_and_reserve(domain, CONFIG, POOL_VFS, ledger, cpu_nodes={})
+        results.put((i, "won", str(assignment.choice.vf.address)))
     except NoCandidate as e:
         results.put((i, "none", str(e)))
     except Exception as e:
@@ -115,9 +124,9 @@ def test_64_processes_allocating_from_a_32_vf_pool_get_32_distinct_vfs_and_32_cl
                    and m.endswith(" and 27 more)") for m in failed), failed[0]
         with Ledger.open(path, boot_id="boot") as ledger:
             leases = ledger.leases()
-            assert {(x.vf, x.domain_uuid) for x in leases} == {(vf, f"uuid-{i}") for i, vf in won.items()}
+            assert {(x.vf, x.domain_name) for x in leases} == {(vf, f"vm{i}") for i, vf in won.items()}
             assert all(x.state == "reserved" for x in leases)
             assert ledger.integrity() == []
-            for i in won:
-                ledger.release(f"uuid-{i}")
+            for x in leases:
+                ledger.release(x.domain_uuid)
             assert ledger.leases() == []
