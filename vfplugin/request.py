@@ -76,7 +76,7 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
     chosen = [s for s in SELECTORS if s in attrs]
     if len(chosen) != 1:
         raise InvalidValue(
-            what=f"nic {nic_id!r}", value=",".join(chosen) or "(none)",
+            what=f"nic {nic_id!r} selector", value=",".join(chosen) or "(none)",
             problem="give exactly one selector of pool, model, pf, vf",
         )
     selector = chosen[0]
