@@ -225,6 +225,12 @@ def test_existing_ledger_is_writable(tmp_path: Path) -> None:
     assert ledger_check(Config(ledger=tmp_path / "ledger.sqlite3")).status == OK
 
 
+def test_ledger_below_a_file_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("")
+    check = ledger_check(Config(ledger=tmp_path / "plain" / "vfplugin" / "ledger.sqlite3"))
+    assert check.status == FAIL and check.detail.endswith(f"{tmp_path / 'plain'} is not a directory")
+
+
 # --- area checks and the command ---------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from . import DEFAULT_CONFIG
 from .checks import FAIL, OK, WARN, Check
-from .config import Config
+from .config import DEFAULT_LEDGER, Config
 from .errors import HostError, PfNotFound, PfNotSriov
 from .inventory import VfInfo, discover
 from .pciids import PciIds
@@ -211,6 +211,9 @@ def ledger_check(config: Config) -> Check:
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
+    if not parent.is_dir():
+        return Check(name, FAIL, f"cannot create {path}: {parent} is not a directory",
+                     f"set 'ledger:' in the configuration to a path in a directory, e.g. {DEFAULT_LEDGER}")
     if os.access(parent, os.W_OK | os.X_OK):
         return Check(name, OK, f"{path} (created on first use)")
     return Check(name, FAIL, f"cannot create {path}: {parent} is not writable",
