@@ -48,10 +48,7 @@ def rewrite(addresses: Mapping[str, str]) -> Callable[[Domain], None]:
 
     def apply(domain: Domain) -> None:
         assert domain.uuid is not None
-        wanted = {nic.id for nic in domain.requests()}
-        for ref in domain.hostdevs():
-            if ref.nic_id is not None and ref.nic_id not in wanted:
-                domain.drop_interface(ref.nic_id)
+        domain.drop_stale()
         current = {ref.nic_id: ref.mac for ref in domain.hostdevs() if ref.nic_id}
         fixed = {nic.mac for nic in domain.requests() if nic.mac}
         used: set[str] = set()
@@ -319,6 +316,13 @@ def test_materialize_refuses_a_vf_a_hand_written_hostdev_uses_and_changes_nothin
     with pytest.raises(RequestError, match="MAC address"):
         domain.materialize(nic, PciAddress.parse("0000:0a:00.2"), "01:00:5e:00:00:01")
     assert domain.to_bytes() == before
+
+
+def test_drop_stale_removes_owned_devices_without_a_request() -> None:
+    domain = load("stale-interface")
+    assert domain.drop_stale() == ("gone",)
+    assert [r.nic_id for r in domain.hostdevs()] == ["keep"]
+    assert domain.drop_stale() == ()
 
 
 def test_drop_interface_touches_only_its_own_alias() -> None:

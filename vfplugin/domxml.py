@@ -407,6 +407,17 @@ class Domain:
         if element is not None:
             self._remove(element)
 
+    def drop_stale(self) -> tuple[str, ...]:
+        """Remove every device vfplugin owns whose nic is no longer requested; returns those nic ids."""
+        wanted = {nic.id for nic in self.requests()}
+        stale = []
+        for element in X_OWNED(self._root, prefix=ALIAS_PREFIX):
+            nic_id = self._nic_id(element)
+            if nic_id is not None and nic_id not in wanted:
+                self._remove(element)
+                stale.append(nic_id)
+        return tuple(stale)
+
     def set_request(self, nic: NicRequest) -> None:
         """Add ``nic`` to the metadata request, or replace the ``<vfp:nic>`` with its id in place."""
         for element in self._nic_elements():
