@@ -44,13 +44,16 @@ X_PCI_HOSTDEVS = etree.XPath("./devices/hostdev[@mode='subsystem'][@type='pci'][
 X_MACS = etree.XPath("./devices/interface/mac/@address")
 X_NODESET = etree.XPath("string(./numatune/memory/@nodeset)")
 X_CPUSET = etree.XPath("string(./vcpu/@cpuset)")
-# Where libvirt itself writes <metadata>: after these (domain_conf.c, virDomainDefFormatInternal).
-METADATA_AFTER = ("name", "uuid", "genid", "title", "description")
-# The owned interface, as libvirt formats it (DESIGN.md section 3); <vlan> has no qos in the schema
-# (domaincommon.rng, networkcommon.rng "vlan"): a qos priority is set through netlink, not here.
+# Elements written: <domain> children, then the owned interface as libvirt formats it (DESIGN.md section 3).
+# <vlan> has no qos in libvirt's schema (networkcommon.rng "vlan"): a qos priority is set through netlink.
+DOMAIN, NAME, UUID, METADATA, DEVICES = "domain", "name", "uuid", "metadata", "devices"
 IFACE, MAC, SOURCE, ADDRESS = "interface", "mac", "source", "address"
 VLAN, TAG, ALIAS = "vlan", "tag", "alias"
+# Attributes: <interface type='hostdev' managed='yes'>, <mac address>, <tag id>, <alias name>, <vfp:nic id>
 IFACE_ATTRS = {"type": "hostdev", "managed": "yes"}
+MAC_ADDRESS, TAG_ID, ALIAS_NAME, NIC_ID = "address", "id", "name", "id"
+# Where libvirt itself writes <metadata>: after these (domain_conf.c, virDomainDefFormatInternal).
+METADATA_AFTER = (NAME, UUID, "genid", "title", "description")
 
 _SAFE_PARSER = dict(
     resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
@@ -113,7 +116,7 @@ def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
         raise fail("a DOCTYPE is not allowed in a domain XML")
     if any(True for _ in root.iter(etree.Entity)):
         raise fail("entity references are not allowed in a domain XML")
-    if root.tag != "domain":
+    if root.tag != DOMAIN:
         raise fail(f"the root element is <{root.tag}>, expected <domain>")
     domain = Domain(root, source, declaration, raw.endswith(b"\n"))
     if not domain.name:
@@ -124,7 +127,7 @@ def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
         raise fail(str(e)) from None
     aliases: set[str] = set()
     for element in X_OWNED(root, prefix=ALIAS_PREFIX):
-        alias = element.find(ALIAS).get("name")
+        alias = element.find(ALIAS).get(ALIAS_NAME)
         if alias in aliases:
             raise fail(f"alias {alias!r} is on two devices; libvirt aliases are unique")
         aliases.add(alias)
@@ -251,7 +254,7 @@ class Domain:
         by_vf: dict[str, NicRequest] = {}
         by_mac: dict[str, NicRequest] = {}
         for index, element in enumerate(self._nic_elements(), 1):
-            label = repr(element.get("id")) if element.get("id") else f"#{index}"
+            label = repr(element.get(NIC_ID)) if element.get(NIC_ID) else f"#{index}"
             try:
                 nic = parse_request(dict(element.attrib))
             except InvalidValue as e:
@@ -287,10 +290,10 @@ class Domain:
                 try:
                     address = PciAddress.from_libvirt(dict(address_element.attrib))
                     mac_element = element.find(MAC)
-                    mac_text = mac_element.get("address") if mac_element is not None else None
+                    mac_text = mac_element.get(MAC_ADDRESS) if mac_element is not None else None
                     mac = parse_mac(mac_text) if mac_text else None
                     tag = element.find(f"{VLAN}/{TAG}")
-                    vlan = parse_vlan(tag.get("id")) if tag is not None else None
+                    vlan = parse_vlan(tag.get(TAG_ID)) if tag is not None else None
                 except InvalidValue as e:
                     raise self._fail(f"<{kind}> at line {element.sourceline}: {e}") from None
                 refs.append(HostdevRef(address, kind, self._nic_id(element), mac, vlan))
@@ -304,7 +307,7 @@ class Domain:
     @staticmethod
     def _nic_id(element: etree._Element) -> Optional[str]:
         alias = element.find(ALIAS)
-        name = alias.get("name", "") if alias is not None else ""
+        name = alias.get(ALIAS_NAME, "") if alias is not None else ""
         return name[len(ALIAS_PREFIX) :] if name.startswith(ALIAS_PREFIX) else None
 
     def numa_hint(self) -> NumaHint:
@@ -329,7 +332,7 @@ class Domain:
         """The device vfplugin owns for ``nic_id`` (alias ua-vfplugin-<id>), if any."""
         alias = ALIAS_PREFIX + nic_id
         owned = X_OWNED(self._root, prefix=ALIAS_PREFIX)
-        return next((e for e in owned if e.find(ALIAS).get("name") == alias), None)
+        return next((e for e in owned if e.find(ALIAS).get(ALIAS_NAME) == alias), None)
 
     # --- writing --------------------------------------------------------------------------------------------
     def set_uuid(self, value: str) -> None:
@@ -342,9 +345,9 @@ class Domain:
             if self.uuid != value:
                 raise self._fail(f"the domain already has uuid {self.uuid}")
             return
-        element = etree.Element("uuid")
+        element = etree.Element(UUID)
         element.text = value
-        name = self._root.find("name")
+        name = self._root.find(NAME)
         if name is not None:
             self._insert_after(name, element)
         else:
@@ -379,7 +382,7 @@ class Domain:
         if mac_element is None:
             mac_element = etree.Element(MAC)
             self._insert_first(element, mac_element)
-        mac_element.set("address", mac)
+        mac_element.set(MAC_ADDRESS, mac)
         source = element.find(SOURCE)
         address_elements = [c for c in source if isinstance(c.tag, str)] if source is not None else []
         if source is None or source.attrib or [c.tag for c in address_elements] != [ADDRESS]:
@@ -399,7 +402,7 @@ class Domain:
             self._put(element, vlan, _vlan(nic.vlan), after=element.find(SOURCE))
         else:
             tags[0].attrib.clear()
-            tags[0].set("id", str(nic.vlan))
+            tags[0].set(TAG_ID, str(nic.vlan))
 
     def drop_interface(self, nic_id: str) -> None:
         """Remove the device owned by ``nic_id``; nothing else. A no-op when there is none."""
@@ -421,7 +424,7 @@ class Domain:
     def set_request(self, nic: NicRequest) -> None:
         """Add ``nic`` to the metadata request, or replace the ``<vfp:nic>`` with its id in place."""
         for element in self._nic_elements():
-            if element.get("id") == nic.id:
+            if element.get(NIC_ID) == nic.id:
                 element.attrib.clear()
                 for key, value in nic.attributes().items():
                     element.set(key, value)
@@ -432,7 +435,7 @@ class Domain:
         else:
             metadata = next(iter(X_METADATA(self._root)), None)
             if metadata is None:
-                metadata = etree.Element("metadata")
+                metadata = etree.Element(METADATA)
                 anchor = None
                 for child in self._root:
                     if child.tag in METADATA_AFTER:
@@ -448,7 +451,7 @@ class Domain:
     def drop_request(self, nic_id: str) -> None:
         """Remove the ``<vfp:nic>`` with this id (and ``<vfp:nics>`` once empty); a no-op when absent."""
         for element in list(self._nic_elements()):
-            if element.get("id") == nic_id:
+            if element.get(NIC_ID) == nic_id:
                 container = element.getparent()
                 self._remove(element)
                 if not any(isinstance(c.tag, str) for c in container):
@@ -551,7 +554,7 @@ class Domain:
             return
         devices = next(iter(X_DEVICES(self._root)), None)
         if devices is None:
-            devices = etree.Element("devices")
+            devices = etree.Element(DEVICES)
             self._append(self._root, devices)
         self._append(devices, element)
 
@@ -582,17 +585,17 @@ def _source(address: PciAddress) -> etree._Element:
 
 def _vlan(vlan: int) -> etree._Element:
     element = etree.Element(VLAN)
-    etree.SubElement(element, TAG, {"id": str(vlan)})
+    etree.SubElement(element, TAG, {TAG_ID: str(vlan)})
     return element
 
 
 def _interface(nic: NicRequest, address: PciAddress, mac: str) -> etree._Element:
     element = etree.Element(IFACE, IFACE_ATTRS)
-    etree.SubElement(element, MAC, {"address": mac})
+    etree.SubElement(element, MAC, {MAC_ADDRESS: mac})
     element.append(_source(address))
     if nic.vlan is not None:
         element.append(_vlan(nic.vlan))
-    etree.SubElement(element, ALIAS, {"name": nic.alias})
+    etree.SubElement(element, ALIAS, {ALIAS_NAME: nic.alias})
     return element
 
 
