@@ -12,7 +12,6 @@ It must never choose a VF (allocator.py does) nor reserve one (ledger.py does).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -612,6 +611,8 @@ def generate_mac(prefix: str, domain_uuid: str, nic_id: str, taken: AbstractSet[
     The prefix keeps the first octet (unicast/locally-administered bits are the prefix's). When the address
     is in ``taken`` the counter goes up: the result is still deterministic, and never a taken MAC.
     """
+    import hashlib  # deferred: ~2 ms of OpenSSL loading the hook's start/stop path never needs
+
     octets = parse_mac_prefix(prefix).split(":")
     taken_lower = {m.lower() for m in taken}
     uuid = domain_uuid.strip().lower()
