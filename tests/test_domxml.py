@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -403,6 +405,14 @@ def test_interface_xml_is_the_owned_interface_as_libvirt_formats_it() -> None:
         "</interface>\n"
     )
     etree.fromstring(interface_xml(nic, PciAddress.parse("0000:0a:00.2"), "52:54:00:12:34:56"))
+
+
+def test_importing_domxml_costs_only_lxml_and_the_standard_library() -> None:
+    """The hook parses the domain XML at each start/stop of a managed domain: nothing heavy comes along."""
+    heavy = ("yaml", "libvirt", "pyroute2", "sqlite3", "hashlib")
+    code = f"import sys, vfplugin.domxml\nprint(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
 
 
 # --- MAC generation -----------------------------------------------------------------------------------------
