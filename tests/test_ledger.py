@@ -125,6 +125,16 @@ def test_release_by_a_refused_domain_frees_nothing(ledger):
     assert (noop.action, noop.outcome, noop.detail) == ("release", "noop", "stopped: no lease held")
 
 
+def test_a_release_that_frees_nothing_still_names_the_domain_it_knows(ledger):
+    # the hook's `release end` after a refused start passes the UUID only
+    ledger.claim("u-web", "web1", [Want(VF1, "net0")])
+    with pytest.raises(VfBusy):
+        ledger.claim("u-db", "db1", [Want(VF1, "net0")])
+    ledger.release("u-db")
+    events = [(e.action, e.outcome) for e in ledger.history(domain="db1")]
+    assert events == [("claim", "refused"), ("release", "noop")]
+
+
 def test_release_is_idempotent_and_returns_what_it_freed(ledger):
     ledger.claim("u-web", "web1", [Want(VF1, "net0"), Want(VF2, "net1")])
     ledger.save_settings("u-web", VF1, {"spoofchk": True, "trust": False})

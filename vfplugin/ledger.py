@@ -417,6 +417,11 @@ class Ledger:
                 _fault("release:after-journal")
             if not freed:
                 what = f"no lease on {', '.join(vfs)}" if vfs else "no lease held"
+                if domain_name is None:  # name the domain in its history all the same
+                    row = db.execute(
+                        """SELECT domain_name FROM events WHERE domain_uuid = ? AND domain_name IS NOT NULL
+                           ORDER BY id DESC LIMIT 1""", (domain_uuid,)).fetchone()
+                    domain_name = row[0] if row else None
                 self._event(db, now, "release", "noop", domain_uuid, domain_name, None, f"{reason}: {what}")
         return freed
 
