@@ -119,6 +119,9 @@ def test_every_case_has_its_golden_pair() -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_golden_output(case: str) -> None:
+    if REGENERATE and case == "already-rewritten":  # its input is several-nics' output
+        several = run_case("several-nics", (DATA / "several-nics-in.xml").read_bytes())
+        (DATA / "already-rewritten-in.xml").write_bytes(several)
     actual = run_case(case, (DATA / f"{case}-in.xml").read_bytes())
     expected_path = DATA / f"{case}-out.xml"
     if REGENERATE:
