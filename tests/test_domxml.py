@@ -23,7 +23,7 @@ import pytest
 from conftest import ROOT, require, require_tool
 from lxml import etree
 
-from vfplugin import ALIAS_PREFIX
+from vfplugin import ALIAS_PREFIX, domxml
 from vfplugin.addresses import PciAddress
 from vfplugin.domxml import (
     Domain,
@@ -193,6 +193,15 @@ def test_libvirt_keeps_what_we_wrote_and_rewriting_its_dump_is_a_no_op() -> None
             assert rewritten == untouched, diff(untouched, rewritten, f"{case} as libvirt dumps it")
     finally:
         conn.close()
+
+
+def test_every_declared_xpath_is_exercised_by_the_golden_files() -> None:
+    """Like virt-manager's test_checkprops: a declaration no golden document exercises is dead or untested."""
+    documents = [etree.parse(str(path)).getroot() for path in sorted(DATA.glob("*-out.xml"))]
+    declared = {name: value for name, value in vars(domxml).items() if isinstance(value, etree.XPath)}
+    assert len(declared) >= 10
+    for name, xpath in declared.items():
+        assert any(xpath(doc, prefix=ALIAS_PREFIX) for doc in documents), f"{name} matches no golden document"
 
 
 # --- reading ------------------------------------------------------------------------------------------------
