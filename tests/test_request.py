@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from vfplugin.domxml import parse_domain
 from vfplugin.errors import InvalidValue
-from vfplugin.request import ATTRIBUTES, SELECTORS, NicRequest, parse_request
+from vfplugin.request import ATTRIBUTES, SELECTORS, NicRequest, metadata_xml, parse_request
 
 pytestmark = pytest.mark.pure
 
@@ -119,3 +120,14 @@ def test_bad_requests_are_refused_naming_the_attribute(attrs: dict[str, str], me
 def test_max_tx_rate_zero_means_unlimited_so_any_min_is_accepted() -> None:
     nic = parse_request({"id": "n", "pool": "p", "min_tx_rate": "100", "max_tx_rate": "0"})
     assert (nic.min_tx_rate, nic.max_tx_rate) == (100, 0)
+
+
+def test_metadata_xml_is_read_back_as_the_same_requests() -> None:
+    nics = [
+        parse_request({"id": "net0", "pool": "fast", "vlan": "100", "qos": "2", "trust": "on"}),
+        parse_request({"id": "net1", "model": 'Odd "model" <&> \'name\'', "mac": "52:54:00:12:34:56"}),
+        parse_request({"id": "net2", "vf": "0a:00.2", "link_state": "disable", "max_tx_rate": "0"}),
+    ]
+    domain = parse_domain(f"<domain><name>d</name><metadata>{metadata_xml(nics)}</metadata></domain>")
+    assert list(domain.requests()) == nics
+    assert metadata_xml([]) == '<vfp:nics xmlns:vfp="urn:vfplugin:1"></vfp:nics>'

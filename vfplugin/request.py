@@ -70,7 +70,8 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
     unknown = sorted(set(attrs) - set(ATTRIBUTES))
     if unknown:
         raise InvalidValue(
-            what="nic attribute", value=unknown[0], problem=f"unknown; known attributes are {', '.join(ATTRIBUTES)}"
+            what="nic attribute", value=unknown[0],
+            problem=f"unknown; known attributes are {', '.join(ATTRIBUTES)}",
         )
     nic_id = parse_nic_id(attrs.get("id"))
     chosen = [s for s in SELECTORS if s in attrs]
@@ -90,7 +91,9 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
     else:
         value = raw.strip()
         if not value or len(value) > 200:
-            raise InvalidValue(what="model", value=raw, problem="expected a model name as `vfctl list` shows it")
+            raise InvalidValue(
+                what="model", value=raw, problem="expected a model name as `vfctl list` shows it"
+            )
 
     def onoff(key: str) -> Optional[bool]:
         if key not in attrs:
@@ -130,12 +133,13 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
 
 
 def metadata_xml(nics: Sequence[NicRequest]) -> str:
-    """The ``<vfp:nics>`` element for ``nics``, as libvirt's setMetadata takes it (``vfctl attach/detach``)."""
+    """The ``<vfp:nics>`` element for ``nics``, as libvirt's setMetadata takes it (vfctl attach/detach)."""
     from xml.sax.saxutils import quoteattr
 
     from . import REQUEST_NS
 
     items = "".join(
-        "<vfp:nic " + " ".join(f"{k}={quoteattr(v)}" for k, v in nic.attributes().items()) + "/>" for nic in nics
+        "<vfp:nic " + " ".join(f"{k}={quoteattr(v)}" for k, v in nic.attributes().items()) + "/>"
+        for nic in nics
     )
     return f'<vfp:nics xmlns:vfp="{REQUEST_NS}">{items}</vfp:nics>'
