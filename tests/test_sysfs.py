@@ -146,12 +146,20 @@ def test_a_virtual_netdev_is_not_a_pf(tmp_path: Path) -> None:
 
 def test_missing_attributes_are_none_not_tracebacks(tmp_path: Path) -> None:
     root = copy_host(tmp_path, "example")
-    vf_dir = root / "sys/devices/pci0000:00/0000:00:03.0/0000:0a:10.0"
-    for name in ("numa_node", "driver", "iommu_group", "vendor"):
-        (vf_dir / name).unlink()
+    pf_dir = root / "sys/devices/pci0000:00/0000:00:03.0/0000:0a:00.0"
+    vf_dir = pf_dir.parent / "0000:0a:10.0"
+    for path in (vf_dir / "driver", vf_dir / "iommu_group", vf_dir / "device", pf_dir / "numa_node",
+                 pf_dir / "vendor", pf_dir / "sriov_vf_device"):
+        path.unlink()
     vf = Sysfs(root).pf("eth2").vfs[0]
     assert (vf.numa_node, vf.driver, vf.iommu_group) == (None, None, None)
-    assert (vf.vendor_id, vf.device_id) == ("????", "1520")
+    assert (vf.vendor_id, vf.device_id) == ("????", "????")
+
+
+def test_vf_device_id_without_sriov_vf_device_is_read_from_the_vf(tmp_path: Path) -> None:
+    root = copy_host(tmp_path, "example")  # sriov_vf_device appeared in Linux 5.x; older kernels lack it
+    (root / "sys/devices/pci0000:3a/0000:3a:00.0/0000:3b:00.0/sriov_vf_device").unlink()
+    assert {v.device_id for v in Sysfs(root).pf("eth3").vfs} == {"1018"}
 
 
 def test_no_numa_is_none() -> None:

@@ -57,14 +57,12 @@ def discover(config: Config, sysfs: Optional[Sysfs] = None, pciids: Optional[Pci
     pciids = pciids or PciIds()
     vfs: list[VfInfo] = []
     problems: list[VfpluginError] = []
-    for name in config.managed_pfs:
-        try:
-            pf = sysfs.pf(name)
-        except HostError as e:
-            problems.append(e)
+    for pf in sysfs.pfs(config.managed_pfs):
+        if isinstance(pf, HostError):
+            problems.append(pf)
             continue
         if not pf.vfs:
-            problems.append(PfNoVfs(pf=name, address=str(pf.address), total=pf.total_vfs))
+            problems.append(PfNoVfs(pf=pf.name, address=str(pf.address), total=pf.total_vfs))
             continue
         for vf in pf.vfs:
             model = pciids.model(vf.vendor_id, vf.device_id)

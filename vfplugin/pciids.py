@@ -17,6 +17,7 @@ from typing import Optional
 DEFAULT_PATHS = (Path("/usr/share/misc/pci.ids"), Path("/usr/share/hwdata/pci.ids"))
 
 _BRACKETS = re.compile(r"\[([^\[\]]+)\]")
+_BLOCK_END = re.compile(rb"\n(?=[^\t#\n])")
 
 
 def model_name(device_name: Optional[str], vendor_id: str, device_id: str) -> str:
@@ -66,13 +67,8 @@ class PciIds:
             return None
         start += 1
         # The block ends at the next line that starts with neither a tab nor '#' (the next vendor or class).
-        pos = data.find(b"\n", start)
-        while pos >= 0 and pos + 1 < len(data):
-            first = data[pos + 1 : pos + 2]
-            if first not in (b"\t", b"#", b"\n"):
-                return start, pos + 1
-            pos = data.find(b"\n", pos + 1)
-        return start, len(data)
+        end = _BLOCK_END.search(data, start)
+        return start, end.start() + 1 if end else len(data)
 
     def vendor(self, vendor_id: str) -> Optional[str]:
         """The vendor's name, or None when pci.ids does not know it."""

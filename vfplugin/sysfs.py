@@ -13,9 +13,10 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from .addresses import PciAddress
 from .errors import HostError, InvalidValue, PfNotFound, PfNotSriov, VfCountRefused
@@ -71,16 +72,21 @@ class PF:
     vfs: tuple[VF, ...]
 
 
-def _read(path: Path) -> Optional[str]:
+def _read(path: str) -> Optional[str]:
     """A sysfs attribute's text, or None when it is missing or unreadable (e.g. EOPNOTSUPP in legacy mode)."""
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read().strip()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    try:
+        return os.read(fd, 4096).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
-def _read_int(path: Path) -> Optional[int]:
+def _read_int(path: str) -> Optional[int]:
     text = _read(path)
     try:
         return int(text, 0) if text else None
@@ -88,14 +94,14 @@ def _read_int(path: Path) -> Optional[int]:
         return None
 
 
-def _read_id(path: Path) -> str:
+def _read_id(path: str) -> str:
     """``vendor``/``device`` files hold ``0x15b3``; return ``15b3`` (``????`` if unreadable)."""
     text = (_read(path) or "").lower()
     text = text[2:] if text.startswith("0x") else text
     return text.zfill(4) if text and all(c in "0123456789abcdef" for c in text) else "????"
 
 
-def _link_name(path: Path) -> Optional[str]:
+def _link_name(path: str) -> Optional[str]:
     """The last component of a symlink's target (driver name, group number, PCI address), or None."""
     try:
         return os.path.basename(os.readlink(path))
@@ -103,8 +109,21 @@ def _link_name(path: Path) -> Optional[str]:
         return None
 
 
-def _numa(path: Path) -> Optional[int]:
-    node = _read_int(path / "numa_node")
+def _link_target(link: str) -> Optional[str]:
+    """Where a relative link inside a real (symlink-free) directory points, resolved lexically.
+
+    The kernel's ``virtfnN``/``physfn`` links are ``../<address>`` next to a directory that realpath()
+    already resolved, so joining and normalising gives the real path without a realpath() per VF.
+    """
+    try:
+        target = os.readlink(link)
+    except OSError:
+        return None
+    return os.path.normpath(os.path.join(os.path.dirname(link), target))
+
+
+def _numa(device: str) -> Optional[int]:
+    node = _read_int(f"{device}/numa_node")
     return node if node is not None and node >= 0 else None  # the kernel writes -1 for "no NUMA"
 
 
@@ -117,7 +136,7 @@ def _address(name: Optional[str]) -> Optional[PciAddress]:
         return None
 
 
-def _listdir(path: Path) -> list[str]:
+def _listdir(path: str) -> list[str]:
     try:
         return sorted(os.listdir(path))
     except OSError:
@@ -144,70 +163,124 @@ class Sysfs:
     def __init__(self, root: Path = Path("/")) -> None:
         self.root = Path(root)
         self.sys = self.root / "sys"
+        self._sys = str(self.sys)  # string paths below: pathlib costs more than the reads on 1,000 VFs
+
+    def _netdevs(self) -> dict[str, list[str]]:
+        """PCI address -> its netdevs, from one pass over ``class/net`` (one readlink per netdev).
+
+        Cheaper than listing each VF's ``net/`` directory when a host has hundreds of VFs; read afresh by
+        every ``pf()``/``pfs()`` call, so a Sysfs object never serves stale names.
+        """
+        found: dict[str, list[str]] = {}
+        base = f"{self._sys}/class/net"
+        for ifname in _listdir(base):
+            try:
+                parts = os.readlink(f"{base}/{ifname}").split("/")
+            except OSError:
+                continue
+            # ../../devices/pci0000:00/0000:00:03.0/0000:0a:10.0/net/enp10s16 -> 0000:0a:10.0
+            if len(parts) >= 3 and parts[-2] == "net":
+                found.setdefault(parts[-3], []).append(ifname)
+        return found
 
     # --- PFs ------------------------------------------------------------------------------------------------
 
-    def _pf_dir(self, name: str) -> tuple[Path, PciAddress]:
-        netdev = self.sys / "class" / "net" / name
+    def _pf_dir(self, name: str) -> tuple[str, PciAddress]:
+        netdev = f"{self._sys}/class/net/{name}"
         if not os.path.lexists(netdev):
             raise PfNotFound(pf=name, path=f"/sys/class/net/{name}")
-        device = netdev / "device"
+        device = f"{netdev}/device"
         real = os.path.realpath(device) if os.path.islink(device) else ""
         address = _address(os.path.basename(real))
         if address is None:  # a bridge, a bond, a veth: no PCI function behind it
             raise PfNotSriov(pf=name, address="not a PCI device")
-        return Path(real), address
+        return real, address
 
     def pf(self, name: str) -> PF:
         """The PF behind netdev ``name`` and its VFs. PfNotFound / PfNotSriov; 0 VFs is a PF with vfs=()."""
+        return self._pf(name, self._netdevs())
+
+    def pfs(self, names: Sequence[str]) -> list[Union[PF, HostError]]:
+        """``pf()`` for each name, in order, with one pass over ``class/net`` for all of them; a PF that
+        cannot be read is its HostError in the list, so one broken PF does not hide the others."""
+        netdevs = self._netdevs()
+        out: list[Union[PF, HostError]] = []
+        for name in names:
+            try:
+                out.append(self._pf(name, netdevs))
+            except HostError as e:
+                out.append(e)
+        return out
+
+    def _pf(self, name: str, netdevs: dict[str, list[str]]) -> PF:
         pf_dir, address = self._pf_dir(name)
-        total = _read_int(pf_dir / "sriov_totalvfs")
+        total = _read_int(f"{pf_dir}/sriov_totalvfs")
         if total is None or total <= 0:
             raise PfNotSriov(pf=name, address=str(address))
-        switch_id = _read(self.sys / "class" / "net" / name / "phys_switch_id") or None
+        switch_id = _read(f"{self._sys}/class/net/{name}/phys_switch_id") or None
         representors = self._representors(pf_dir, address, switch_id) if switch_id else {}
+        vendor_id = _read_id(f"{pf_dir}/vendor")
+        numa_node = _numa(pf_dir)
+        # Every VF of a PF has the PF's vendor, the device id in sriov_vf_device and the PF's NUMA node (the
+        # kernel gives a VF its PF's node, drivers/pci/iov.c), so they are read once, not once per VF.
+        vf_device = _read_id(f"{pf_dir}/sriov_vf_device")
         vfs = []
         for entry in _listdir(pf_dir):
             match = _VIRTFN_RE.match(entry)
             if not match:
                 continue
             index = int(match.group(1))
-            vf_address = _address(_link_name(pf_dir / entry))
-            if vf_address is None:
+            vf_dir = _link_target(f"{pf_dir}/{entry}")
+            vf_name = os.path.basename(vf_dir) if vf_dir else ""
+            vf_address = _address(vf_name)
+            if vf_dir is None or vf_address is None:
                 continue
-            vf_dir = Path(os.path.realpath(pf_dir / entry))
-            vfs.append(self._vf(vf_dir, vf_address, name, address, index, representors.get(index)))
+            vf_netdevs = netdevs.get(vf_name)
+            vfs.append(VF(
+                address=vf_address,
+                pf=name,
+                pf_address=address,
+                vf_index=index,
+                vendor_id=vendor_id,
+                device_id=vf_device if vf_device != "????" else _read_id(f"{vf_dir}/device"),
+                numa_node=numa_node,
+                iommu_group=_read_int_name(f"{vf_dir}/iommu_group"),
+                driver=_link_name(f"{vf_dir}/driver"),
+                netdev=sorted(vf_netdevs)[0] if vf_netdevs else None,
+                representor=representors.get(index),
+            ))
         vfs.sort(key=lambda v: v.vf_index)
         return PF(
             name=name,
             address=address,
-            vendor_id=_read_id(pf_dir / "vendor"),
-            device_id=_read_id(pf_dir / "device"),
-            driver=_link_name(pf_dir / "driver"),
-            numa_node=_numa(pf_dir),
+            vendor_id=vendor_id,
+            device_id=_read_id(f"{pf_dir}/device"),
+            driver=_link_name(f"{pf_dir}/driver"),
+            numa_node=numa_node,
             total_vfs=total,
-            num_vfs=_read_int(pf_dir / "sriov_numvfs") or 0,
+            num_vfs=_read_int(f"{pf_dir}/sriov_numvfs") or 0,
             switch_id=switch_id,
             vfs=tuple(vfs),
         )
 
-    def _representors(self, pf_dir: Path, pf_address: PciAddress, switch_id: str) -> dict[int, str]:
+    def _representors(self, pf_dir: str, pf_address: PciAddress, switch_id: str) -> dict[int, str]:
         """VF index -> representor: netdevs with the PF's phys_switch_id and a ``pf<N>vf<M>`` port name.
 
         The kernel (mlx5, ice) registers representors as children of the PF's PCI device, so the PF's own
         ``net/`` directory is looked at first; only if it holds none is all of ``class/net`` scanned.
         """
-        found = self._representors_in(pf_dir / "net", pf_address, switch_id)
+        found = self._representors_in(f"{pf_dir}/net", pf_address, switch_id)
         if not found:
-            found = self._representors_in(self.sys / "class" / "net", pf_address, switch_id)
+            found = self._representors_in(f"{self._sys}/class/net", pf_address, switch_id)
         return found
 
-    def _representors_in(self, net_dir: Path, pf_address: PciAddress, switch_id: str) -> dict[int, str]:
+    @staticmethod
+    def _representors_in(net_dir: str, pf_address: PciAddress, switch_id: str) -> dict[int, str]:
         found: dict[int, str] = {}
         for ifname in _listdir(net_dir):
-            port_name = _read(net_dir / ifname / "phys_port_name")
+            port_name = _read(f"{net_dir}/{ifname}/phys_port_name")
             parsed = parse_representor_name(port_name) if port_name else None
-            if parsed is None or _read(net_dir / ifname / "phys_switch_id") != switch_id:
+            if parsed is None or _read(f"{net_dir}/{ifname}/phys_switch_id") != switch_id:
                 continue
             pf_number, vf_index = parsed
             # "pf1vf0" belongs to PCI function 1 when two PFs share a switch id (os-vif does the same check).
@@ -218,76 +291,78 @@ class Sysfs:
 
     # --- VFs ------------------------------------------------------------------------------------------------
 
+    @staticmethod
     def _vf(
-        self, vf_dir: Path, address: PciAddress, pf: str, pf_address: PciAddress, index: int,
+        vf_dir: str, address: PciAddress, pf: str, pf_address: PciAddress, index: int,
         representor: Optional[str],
     ) -> VF:
-        netdevs = _listdir(vf_dir / "net")
+        netdevs = _listdir(f"{vf_dir}/net")
         return VF(
             address=address,
             pf=pf,
             pf_address=pf_address,
             vf_index=index,
-            vendor_id=_read_id(vf_dir / "vendor"),
-            device_id=_read_id(vf_dir / "device"),
+            vendor_id=_read_id(f"{vf_dir}/vendor"),
+            device_id=_read_id(f"{vf_dir}/device"),
             numa_node=_numa(vf_dir),
-            iommu_group=_read_int_name(vf_dir / "iommu_group"),
-            driver=_link_name(vf_dir / "driver"),
+            iommu_group=_read_int_name(f"{vf_dir}/iommu_group"),
+            driver=_link_name(f"{vf_dir}/driver"),
             netdev=netdevs[0] if netdevs else None,
             representor=representor,
         )
 
-    def _pf_netdev(self, pf_dir: Path) -> Optional[str]:
+    @staticmethod
+    def _pf_netdev(pf_dir: str) -> Optional[str]:
         """The PF's own netdev: in switchdev mode its ``net/`` also holds the representors: skip those."""
-        for name in _listdir(pf_dir / "net"):
-            port_name = _read(pf_dir / "net" / name / "phys_port_name")
+        for name in _listdir(f"{pf_dir}/net"):
+            port_name = _read(f"{pf_dir}/net/{name}/phys_port_name")
             if not port_name or parse_representor_name(port_name) is None:
                 return name
         return None
 
     def vf(self, address: PciAddress) -> Optional[VF]:
         """The VF at ``address`` (with its PF), or None if there is no such device or it is not a VF."""
-        device = self.sys / "bus" / "pci" / "devices" / str(address)
-        physfn = device / "physfn"
+        device = f"{self._sys}/bus/pci/devices/{address}"
+        physfn = f"{device}/physfn"
         pf_address = _address(_link_name(physfn))
         if pf_address is None:
             return None
-        pf_dir = Path(os.path.realpath(physfn))
+        pf_dir = os.path.realpath(physfn)
         index = self._vf_index(pf_dir, address)
         if index is None:
             return None
         pf = self._pf_netdev(pf_dir)
         representor = None
-        switch_id = _read(pf_dir / "net" / pf / "phys_switch_id") if pf else None
+        switch_id = _read(f"{pf_dir}/net/{pf}/phys_switch_id") if pf else None
         if switch_id:
             representor = self._representors(pf_dir, pf_address, switch_id).get(index)
-        return self._vf(Path(os.path.realpath(device)), address, pf or "", pf_address, index, representor)
+        return self._vf(os.path.realpath(device), address, pf or "", pf_address, index, representor)
 
     @staticmethod
-    def _vf_index(pf_dir: Path, address: PciAddress) -> Optional[int]:
+    def _vf_index(pf_dir: str, address: PciAddress) -> Optional[int]:
         wanted = str(address)
         for entry in _listdir(pf_dir):
             match = _VIRTFN_RE.match(entry)
-            if match and _link_name(pf_dir / entry) == wanted:
+            if match and _link_name(f"{pf_dir}/{entry}") == wanted:
                 return int(match.group(1))
         return None
 
     def pf_name_of(self, address: PciAddress) -> Optional[str]:
         """The netdev name of the PF that owns VF ``address`` (a few readlinks), or None if it is not a VF."""
-        physfn = self.sys / "bus" / "pci" / "devices" / str(address) / "physfn"
+        physfn = f"{self._sys}/bus/pci/devices/{address}/physfn"
         if _address(_link_name(physfn)) is None:
             return None
-        return self._pf_netdev(Path(os.path.realpath(physfn)))
+        return self._pf_netdev(os.path.realpath(physfn))
 
     # --- NUMA -----------------------------------------------------------------------------------------------
 
     def cpu_nodes(self) -> dict[int, int]:
         """cpu -> NUMA node, from ``sys/devices/system/node/node*/cpulist`` ({} without NUMA information)."""
-        base = self.sys / "devices" / "system" / "node"
+        base = f"{self._sys}/devices/system/node"
         nodes: dict[int, int] = {}
         for entry in _listdir(base):
             if entry.startswith("node") and entry[4:].isdigit():
-                for cpu in parse_cpulist(_read(base / entry / "cpulist") or ""):
+                for cpu in parse_cpulist(_read(f"{base}/{entry}/cpulist") or ""):
                     nodes[cpu] = int(entry[4:])
         return nodes
 
@@ -301,7 +376,7 @@ class Sysfs:
         if n == info.num_vfs:
             return
         pf_dir, _ = self._pf_dir(pf)
-        target = pf_dir / "sriov_numvfs"
+        target = Path(pf_dir) / "sriov_numvfs"
         # https://docs.kernel.org/PCI/pci-iov-howto.html: writing a new non-zero value while VFs exist fails
         # with EBUSY; the count must be set to 0 first.
         if info.num_vfs and n:
@@ -319,6 +394,6 @@ class Sysfs:
             raise HostError(problem=f"cannot write {n} to {path} for PF {pf!r}: {why}{hint}") from None
 
 
-def _read_int_name(link: Path) -> Optional[int]:
+def _read_int_name(link: str) -> Optional[int]:
     name = _link_name(link)
     return int(name) if name and name.isdigit() else None
