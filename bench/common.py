@@ -1,0 +1,64 @@
+"""Timing helpers for the benchmarks: median wall time of a command, and the interpreter baseline.
+
+Every figure is a ratio against ``<python> -I -c pass`` measured in the same run with the same interpreter,
+so it means the same on a fast and a slow machine. Each bench_*.py prints exactly one line per figure.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # bench scripts import tests.sysfs_builder
+
+
+def python() -> str:
+    """The interpreter vfctl runs with: the project's venv when there is one."""
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def wall_times(
+    argv: Sequence[str], runs: int, env: Optional[Mapping[str, str]] = None, warmup: int = 1
+) -> list[float]:
+    """Wall time (s) of ``runs`` runs of ``argv`` after ``warmup`` unmeasured ones; any failure aborts."""
+    environ = dict(os.environ if env is None else env)
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        result = subprocess.run(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environ,
+                                check=False)
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            stderr = result.stderr.decode(errors="replace")[-500:]
+            raise SystemExit(f"bench: {' '.join(argv)} failed ({result.returncode}): {stderr}")
+        if i >= warmup:
+            times.append(elapsed)
+    return times
+
+
+def median_wall(argv: Sequence[str], runs: int = 15, env: Optional[Mapping[str, str]] = None) -> float:
+    return statistics.median(wall_times(argv, runs, env))
+
+
+def baseline(interpreter: str, runs: int = 15) -> float:
+    """Median wall time of ``<interpreter> -I -c pass``: starting Python and nothing else."""
+    return median_wall([interpreter, "-I", "-c", "pass"], runs)
+
+
+def figure(name: str, measured: float, base: float, target: Optional[float] = None, what: str = "") -> str:
+    """One line: ``name: 6.1x python3 -I -c pass (list 0.140 s, baseline 0.023 s; target <= 10x: met)``."""
+    ratio = measured / base
+    verdict = ""
+    if target is not None:
+        verdict = f"; target <= {target:g}x: {'met' if ratio <= target else 'MISSED'}"
+    detail = f"{what} {measured:.3f} s, " if what else f"{measured:.3f} s, "
+    return f"{name}: {ratio:.1f}x python3 -I -c pass ({detail}baseline {base:.3f} s{verdict})"
