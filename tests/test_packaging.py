@@ -190,16 +190,19 @@ def test_deb_conffiles_are_the_configuration_and_the_hook_shim(deb: Path, tmp_pa
 
 def test_deb_maintainer_scripts_make_ledger_dir_reload_libvirt_and_purge(deb: Path, tmp_path: Path) -> None:
     out("dpkg-deb", "-e", str(deb), str(tmp_path / "control"))
+    preinst = (tmp_path / "control" / "preinst").read_text()
     postinst = (tmp_path / "control" / "postinst").read_text()
     postrm = (tmp_path / "control" / "postrm").read_text()
+    # a hook written by `vfctl install-hook` is replaced on first installation, not asked about
+    assert "grep -qx 'from vfplugin.hook import main'" in preinst
     assert "install -d -m 0700 /var/lib/vfplugin" in postinst
     assert "systemd-tmpfiles" in postinst and "--create vfplugin.conf" in postinst
     assert "/usr/libexec/vfplugin/reload-libvirt" in postinst
     # dh_installsystemd --no-start: installing must not run reconcile
     assert "deb-systemd-invoke" not in postinst
-    purge = postrm.split("purge)", 1)[1].split(";;", 1)[0]
+    purge = postrm.split("\npurge)", 1)[1].split(";;", 1)[0]
     assert "rm -rf /var/lib/vfplugin" in purge and "rm -rf /etc/vfplugin" in purge
-    for script in ("postinst", "postrm"):
+    for script in ("preinst", "postinst", "postrm"):
         out("sh", "-n", str(tmp_path / "control" / script))
 
 
@@ -289,6 +292,8 @@ def test_rpm_requires_fedora_names_and_nothing_unexpected(rpm: Path) -> None:
 
 def test_rpm_scriptlets_enable_the_unit_and_reload_libvirt_on_first_install(rpm: Path) -> None:
     scripts = "\n".join(rpm_query(rpm, "--scripts"))
+    pre = scripts.split("preinstall scriptlet", 1)[1].split("postinstall scriptlet", 1)[0]
+    assert "grep -qx 'from vfplugin.hook import main'" in pre
     post = scripts.split("postinstall scriptlet", 1)[1].split("preuninstall scriptlet", 1)[0]
     assert "preset vfplugin-reconcile.service" in post
     assert "/usr/libexec/vfplugin/reload-libvirt" in post
