@@ -397,6 +397,18 @@ def test_completion_offers_every_option_of_every_command() -> None:
             assert subcommands <= set(complete(f"vfctl {' '.join(words)} ")[0])
 
 
+def test_bash_completion_loads_vfctl_from_where_the_deb_installs_it(deb_tree: Path) -> None:
+    require_tool("bash")
+    main = Path("/usr/share/bash-completion/bash_completion")
+    require(main.is_file(), "bash-completion is not installed (./run-tests installs it)")
+    # bash-completion loads completions on first use from $XDG_DATA_DIRS/bash-completion/completions/<cmd>
+    script = f"source {main}; _completion_loader vfctl; complete -p vfctl; shopt -s extdebug; declare -F _vfctl"
+    env = {**os.environ, "XDG_DATA_DIRS": str(deb_tree / "usr/share"), "BASH_COMPLETION_USER_DIR": "/nonexistent"}
+    registered, defined = out("bash", "--norc", "--noprofile", "-c", script, env=env).splitlines()
+    assert registered == "complete -F _vfctl vfctl"
+    assert defined.split(" ", 2)[2] == str(deb_tree / "usr/share/bash-completion/completions/vfctl")
+
+
 def test_completion_values_for_options() -> None:
     trust, files = complete("vfctl attach web1 --trust ", f"vfctl define {PACKAGING}/rpm/")
     assert trust == ["on", "off"]
