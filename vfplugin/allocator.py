@@ -68,6 +68,11 @@ class _Facts:
     pf_load: Mapping[str, int]  # PF -> live leases of other domains
     sticky: Mapping[str, str]
     last_released: Mapping[str, float]
+    names: Mapping[int, str]  # id(VfInfo) -> its address as text: formatted once per call, not per step
+
+    def addr(self, vf: VfInfo) -> str:
+        name = self.names.get(id(vf))
+        return name if name is not None else str(vf.address)
 
 
 def choose(
@@ -88,7 +93,8 @@ def explain(
     pools: Sequence[Pool], sticky: Mapping[str, str] = _EMPTY, last_released: Mapping[str, float] = _NEVER,
 ) -> list[Ranking]:
     """Like choose, but never raises: one Ranking per nic, in order (``vfctl explain`` prints them)."""
-    by_address = {str(v.address): v for v in vfs}
+    names = {id(v): str(v.address) for v in vfs}
+    by_address = {names[id(v)]: v for v in vfs}
     live = {lease.vf: lease for lease in leases if not lease.stale}
     pf_load: Counter[str] = Counter()
     for lease in live.values():
@@ -105,6 +111,7 @@ def explain(
         pf_load=pf_load,
         sticky={**sticky, **own},  # a VF this nic holds right now beats the one it had before
         last_released=last_released,
+        names=names,
     )
     taken: dict[str, str] = {}  # VF -> nic id, chosen earlier in this call
     chosen_pfs: Counter[str] = Counter()
@@ -114,7 +121,7 @@ def explain(
         ranking = _rank_nic(nics[i], vfs, facts, taken, chosen_pfs)
         if ranking.error is None:
             best = ranking.ranked[0].vf
-            taken[str(best.address)] = nics[i].id
+            taken[facts.addr(best)] = nics[i].id
             chosen_pfs[best.pf] += 1
         results[i] = ranking
     return [results[i] for i in range(len(nics))]
@@ -161,14 +168,14 @@ def _outside(nic: NicRequest, vf: VfInfo, facts: _Facts) -> Optional[str]:
         return None if vf.model == nic.value else f"model {vf.model}"
     if nic.selector == "pf":
         return None if vf.pf == nic.value else f"on PF {vf.pf}"
-    return None if str(vf.address) == nic.value else "another VF"
+    return None if facts.addr(vf) == nic.value else "another VF"
 
 
 def _not_held(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mapping[str, str]) -> _Split:
     kept: list[VfInfo] = []
     dropped: list[tuple[VfInfo, str]] = []
     for vf in vfs:
-        lease = facts.live.get(str(vf.address))
+        lease = facts.live.get(facts.addr(vf))
         if lease is not None and lease.domain_uuid != facts.domain.uuid:
             dropped.append((vf, f"held by {lease.domain_name}"))
         else:
@@ -182,7 +189,7 @@ def _not_foreign_vfio(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: 
     kept: list[VfInfo] = []
     dropped: list[tuple[VfInfo, str]] = []
     for vf in vfs:
-        if vf.driver == "vfio-pci" and str(vf.address) not in facts.live:
+        if vf.driver == "vfio-pci" and facts.addr(vf) not in facts.live:
             dropped.append((vf, "bound to vfio-pci outside vfplugin"))
         else:
             kept.append(vf)
@@ -193,7 +200,7 @@ def _not_chosen(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mappin
     kept: list[VfInfo] = []
     dropped: list[tuple[VfInfo, str]] = []
     for vf in vfs:
-        other = taken.get(str(vf.address))
+        other = taken.get(facts.addr(vf))
         if other is not None:
             dropped.append((vf, f"chosen for nic {other}"))
         else:
@@ -223,7 +230,7 @@ def _rank_nic(
     selected = 0
     for name, step in STEPS:
         kept, out = step(nic, kept, facts, taken)
-        dropped.extend((name, str(vf.address), why) for vf, why in out)
+        dropped.extend((name, facts.addr(vf), why) for vf, why in out)
         if name == "selector":
             selected = len(kept)
             if not kept:
@@ -238,7 +245,7 @@ def _rank_nic(
 
 
 def _key(nic: NicRequest, vf: VfInfo, facts: _Facts, chosen_pfs: Counter[str]) -> tuple[object, ...]:
-    address = str(vf.address)
+    address = facts.addr(vf)
     sticky = 0 if facts.sticky.get(nic.id) == address else 1
     numa = 0 if not facts.domain.numa_nodes or vf.numa_node in facts.domain.numa_nodes else 1
     load = facts.pf_load.get(vf.pf, 0) + chosen_pfs.get(vf.pf, 0)
@@ -247,7 +254,7 @@ def _key(nic: NicRequest, vf: VfInfo, facts: _Facts, chosen_pfs: Counter[str]) -
 
 
 def _reasons(nic: NicRequest, vf: VfInfo, facts: _Facts, chosen_pfs: Counter[str]) -> tuple[str, ...]:
-    address = str(vf.address)
+    address = facts.addr(vf)
     reasons = []
     if facts.sticky.get(nic.id) == address:
         reasons.append(f"sticky: nic {nic.id} had it last")
@@ -295,7 +302,7 @@ def _unknown_selector(nic: NicRequest, vfs: Sequence[VfInfo], facts: _Facts) -> 
             pfs = ", ".join(sorted({vf.pf for vf in vfs})) or "none"
             return f"PF {nic.value} is not managed or has no VFs (PFs with VFs: {pfs})"
         return None
-    if not any(str(vf.address) == nic.value for vf in vfs):
+    if not any(facts.addr(vf) == nic.value for vf in vfs):
         return f"VF {nic.value} is not managed (not a VF of a PF in sriov_nics or ovs_offload_nics)"
     return None
 
