@@ -78,13 +78,6 @@ def test_a_process_killed_at_any_step_leaves_a_sound_ledger_and_no_leaked_lease(
         assert after.claim("u-db", "db1", [Want(VF1, "net0")])[0].state == "active"
 
 
-def test_every_fault_point_is_named_by_the_code():
-    source = Path(sys.modules[Ledger.__module__].__file__ or "").read_text()
-    for point in FAULT_POINTS:
-        op, step = point.split(":")
-        assert f'"{point}"' in source or f'f"{{op}}:{step}"' in source, point
-
-
 # --- damaged files -------------------------------------------------------------------------------------
 
 
