@@ -228,6 +228,19 @@ def test_an_unwritable_directory_gives_one_line(public_dir):
     )
 
 
+def test_a_ledger_this_user_may_not_look_at_is_not_taken_for_a_missing_one(public_dir):
+    private = public_dir / "private"
+    private.mkdir(mode=0o700)
+    path = private / "ledger.sqlite3"
+    Ledger.open(path, boot_id="b").close()
+    child = as_nobody(path)
+    assert child.returncode == 1
+    assert child.stdout == (
+        f"LedgerUnwritable ledger {path}: cannot look at it: Permission denied; "
+        "run as root (the ledger is private to root)\n"
+    )
+
+
 @pytest.fixture
 def small_fs(tmp_path):  # type: ignore[no-untyped-def]
     require_root()

@@ -190,6 +190,18 @@ class Snapshot:
 Pick = Callable[[Snapshot], Sequence[Want]]
 
 
+def exists(path: Path | str) -> bool:
+    """Whether the ledger file exists; a file this user may not even look at raises (not "no ledger")."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise LedgerUnwritable(path=str(path), problem=f"cannot look at it: {e.strerror}",
+                               fix="run as root (the ledger is private to root)") from None
+    return True
+
+
 def read_boot_id(path: Path = BOOT_ID_PATH) -> str:
     try:
         return path.read_text(encoding="ascii").strip()
@@ -227,7 +239,7 @@ class Ledger:
         # 077 also covers the -wal and -shm files SQLite creates next to the file on every first open.
         old_umask = os.umask(0o077)
         try:
-            if not os.path.lexists(path):
+            if not exists(path):
                 if not create:
                     raise LedgerError(path=str(path), problem="does not exist (nothing was ever allocated)")
                 _ensure_dir(path)

@@ -8,7 +8,6 @@ nodes, adopted hostdevs); ``render`` is pure and turns the allocator's Rankings 
 from __future__ import annotations
 
 import argparse
-import os
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -78,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
     leases: list[Any] = []
     history: dict[str, str] = {}
     released: dict[str, float] = {}
-    if os.path.exists(cfg.ledger):  # no file: nothing was ever allocated
-        from ..ledger import Ledger
+    from ..ledger import Ledger, exists
 
+    if exists(cfg.ledger):  # no file: nothing was ever allocated
         with Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl, create=False) as ledger:
             leases = ledger.leases()
             history = ledger.sticky(uuid) if uuid else {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -66,14 +65,13 @@ def table(items: Sequence[Mapping[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..addresses import PciAddress
+    from ..ledger import Ledger, exists
 
     cfg = load_config(args)
     vf = str(PciAddress.parse(args.vf)) if args.vf else None
-    if not os.path.exists(cfg.ledger):
-        events: list[Any] = []
-    else:
-        from ..ledger import Ledger
-
+    found = exists(cfg.ledger)
+    events: list[Any] = []
+    if found:
         with Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl, create=False) as ledger:
             events = ledger.history(domain=args.domain, vf=vf, limit=args.limit)
     items = records(events)
@@ -82,6 +80,5 @@ def run(args: argparse.Namespace) -> int:
     elif items:
         print(table(items))
     else:
-        print("no events" + ("" if os.path.exists(cfg.ledger) else f" (no ledger at {cfg.ledger} yet)"),
-              file=sys.stderr)
+        print("no events" + ("" if found else f" (no ledger at {cfg.ledger} yet)"), file=sys.stderr)
     return 0

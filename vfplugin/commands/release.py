@@ -8,7 +8,6 @@ active lease. Nothing held is not an error (exit 0), but it is said.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from typing import Any
@@ -42,10 +41,11 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     vf = str(PciAddress.parse(args.vf)) if args.vf else None
-    if not os.path.exists(cfg.ledger):
+    from ..ledger import Ledger, exists
+
+    if not exists(cfg.ledger):
         print(f"nothing to release: there is no ledger at {cfg.ledger} (no VF was ever allocated)")
         return 0
-    from ..ledger import Ledger
 
     with Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl, create=False) as ledger:
         if vf is not None:
