@@ -249,6 +249,17 @@ def test_offload_checks_are_appended_only_for_offload_pfs(tmp_path: Path) -> Non
     assert seen == []
 
 
+def test_an_area_check_that_fails_to_run_is_one_fail_line(tmp_path: Path) -> None:
+    from vfplugin.errors import CommandFailed
+
+    def offload_checks(config: Config, vfs: Sequence[VfInfo]) -> list[Check]:
+        raise CommandFailed(argv="devlink dev", status="timeout", stderr="no answer within 5s")
+
+    results = list(host_checks(tmp_path, "example", extra=(offload_checks,)).values())
+    assert results[-1] == Check("offload_checks", FAIL, "devlink dev failed (timeout): no answer within 5s")
+    assert results[-2].name == "ledger writable"
+
+
 def vfctl_doctor(config: Path, hooks_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "vfplugin.cli", "--config", str(config), "doctor",
