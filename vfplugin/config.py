@@ -19,6 +19,8 @@ from .errors import ConfigError, InvalidValue
 
 DEFAULT_LEDGER = "/var/lib/vfplugin/ledger.sqlite3"
 ENV_VAR = "VFPLUGIN_CONFIG"
+CACHE_DIR = Path("/run/vfplugin")  # tmpfs: gone at reboot, 0700 root
+CACHE_FILE = "config-cache.json"
 
 
 @dataclass(frozen=True)
@@ -180,19 +182,36 @@ def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, s
     return Path(explicit or env.get(ENV_VAR) or DEFAULT_CONFIG)
 
 
-def load(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
-    """Read and validate the configuration file; a missing file gives the defaults (``source`` None)."""
+def load(
+    explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None, cache_dir: Optional[Path] = CACHE_DIR
+) -> Config:
+    """Read and validate the configuration file; a missing file gives the defaults (``source`` None).
+
+    The YAML document, once it has validated, is cached as JSON in ``cache_dir`` keyed by the file's identity
+    (device, inode, size, mtime): the hook runs on every lifecycle event and PyYAML costs more to import than
+    the rest of a hook run. A cached document is validated again (``parse`` is cheap); any doubt reads the YAML.
+    """
     path = config_path(explicit, environ)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            raw = f.read()
     except FileNotFoundError:
         if explicit:  # a file named on the command line must exist
             raise ConfigError(path=str(path), key="(file)", problem="no such file") from None
         return Config()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(path=str(path), key="(file)", problem=f"cannot read: {e}") from None
+    except OSError as e:
+        raise ConfigError(path=str(path), key="(file)", problem=f"cannot read: {e.strerror}") from None
+    key = [str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+    cached = _cache_read(cache_dir, key)
+    if cached is not None:
+        return parse(cached, str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(path=str(path), key="(file)", problem="not UTF-8 text") from None
 
-    import yaml  # deferred: the hook's fast path never needs it
+    import yaml  # deferred: only on a cache miss
 
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -201,4 +220,37 @@ def load(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = 
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
         raise ConfigError(path=str(path), key=where, problem=f"not valid YAML: {getattr(e, 'problem', e)}") from None
-    return parse(data, str(path))
+    config = parse(data, str(path))
+    _cache_write(cache_dir, key, data)
+    return config
+
+
+def _cache_read(cache_dir: Optional[Path], key: list[object]) -> Any:
+    if cache_dir is None:
+        return None
+    import json
+
+    try:
+        with open(cache_dir / CACHE_FILE, encoding="utf-8") as f:
+            cached = json.load(f)
+        return cached["data"] if cached.get("key") == key else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _cache_write(cache_dir: Optional[Path], key: list[object], data: Any) -> None:
+    """Best effort and atomic; a cache that cannot be written only costs the next run a YAML parse."""
+    if cache_dir is None:
+        return
+    import json
+    import tempfile
+
+    try:
+        text = json.dumps({"key": key, "data": data})
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".config.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, cache_dir / CACHE_FILE)
+    except (OSError, TypeError, ValueError):  # TypeError: YAML with dates etc. has no JSON form
+        pass
