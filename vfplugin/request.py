@@ -132,14 +132,16 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
     )
 
 
-def metadata_xml(nics: Sequence[NicRequest]) -> str:
-    """The ``<vfp:nics>`` element for ``nics``, as libvirt's setMetadata takes it (vfctl attach/detach)."""
+def metadata_fragment(nics: Sequence[NicRequest]) -> str:
+    """The request as libvirt's setMetadata wants it: a *naked* ``<nics><nic .../></nics>``, no namespace.
+
+    virDomainSetMetadata declares the prefix and URI it is given on the root and binds every element that has no
+    namespace to it (virXMLInjectNamespace); a fragment that declares the prefix itself is refused ("failed to
+    create a new XML namespace"). ``vfctl attach/detach`` use it.
+    """
     from xml.sax.saxutils import quoteattr
 
-    from . import REQUEST_NS
-
     items = "".join(
-        "<vfp:nic " + " ".join(f"{k}={quoteattr(v)}" for k, v in nic.attributes().items()) + "/>"
-        for nic in nics
+        "<nic " + " ".join(f"{k}={quoteattr(v)}" for k, v in nic.attributes().items()) + "/>" for nic in nics
     )
-    return f'<vfp:nics xmlns:vfp="{REQUEST_NS}">{items}</vfp:nics>'
+    return f"<nics>{items}</nics>"

@@ -66,6 +66,8 @@ def _plan(
     current_macs = {r.nic_id: r.mac for r in refs if r.nic_id and r.mac}
     # Hand-written hostdevs of this domain are its own (adopted): never hand them to one of its requests too.
     adopted = {str(r.address) for r in refs if r.nic_id is None}
+    # ... except to a vf= request naming one of them: that hostdev already is the request's VF.
+    nics = [nic for nic in nics if not (nic.selector == "vf" and nic.value in adopted)]
     # Sticky: the VF the nic has in the XML now, else the one it held last.
     sticky = {**history, **current}
     context = DomainContext(uuid=uuid, name=domain.name, numa_nodes=numa_nodes(domain, cpu_nodes))
@@ -82,7 +84,8 @@ def _plan(
     assignments = []
     for choice in choices:
         nic = choice.nic
-        mac = nic.mac or current_macs.get(nic.id) or generate_mac(config.mac_prefix, uuid, nic.id, taken_macs)
+        taken = taken_macs | domain.macs(except_nic=nic.id)  # never the MAC of another interface of the domain
+        mac = nic.mac or current_macs.get(nic.id) or generate_mac(config.mac_prefix, uuid, nic.id, taken)
         taken_macs.add(mac)
         domain.materialize(nic, choice.vf.address, mac)
         assignments.append(Assignment(choice, mac))
@@ -127,16 +130,24 @@ def assign_and_reserve(
 ) -> list[Assignment]:
     """``assign`` every request (or ``nics``) and reserve the VFs, choosing inside the ledger's write
     transaction so that domains defined at the same moment never get the same VF (no retry loop)."""
+    if nics is None:
+        domain.drop_stale()  # interfaces of nics no longer requested go with their request
     wanted = list(domain.requests() if nics is None else nics)
     if not wanted:
         return []
     result: list[Assignment] = []
+    adopted = {str(r.address) for r in domain.hostdevs() if r.nic_id is None}
+    bound = [
+        Want(vf=n.value, nic_id=n.id, mac=n.mac, vlan=n.vlan)
+        for n in wanted
+        if n.selector == "vf" and n.value in adopted
+    ]
 
     def pick(snapshot: Snapshot) -> list[Want]:
         result[:] = _plan(
             domain, wanted, config, vfs, snapshot.leases, snapshot.sticky, snapshot.last_released, cpu_nodes
         )
-        return [a.want for a in result]
+        return [a.want for a in result] + bound
 
     ledger.allocate(domain_uuid(domain), domain.name, pick)
     return result

@@ -26,5 +26,6 @@ def run(argv: Sequence[str], timeout: float = 10.0, check: bool = True) -> subpr
         raise CommandFailed(argv=shown, status="timeout", stderr=f"no answer within {timeout:g}s") from None
     if check and result.returncode != 0:
         LOG.warning("command failed (%d): %s: %s", result.returncode, shown, result.stderr.strip())
-        raise CommandFailed(argv=shown, status=f"exit {result.returncode}", stderr=result.stderr.strip() or "(no stderr)")
+        stderr = result.stderr.strip() or "(no stderr)"
+        raise CommandFailed(argv=shown, status=f"exit {result.returncode}", stderr=stderr)
     return result

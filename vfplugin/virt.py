@@ -67,8 +67,8 @@ def running_domains(conn: Any) -> list[Any]:
     return list(call("list running domains", conn.listAllDomains, 1))  # VIR_CONNECT_LIST_DOMAINS_ACTIVE
 
 
-def set_request_metadata(dom: Any, nics_xml: str, flags: int) -> None:
-    """Replace the domain's vfplugin metadata element (``<vfp:nics>``) the libvirt way."""
+def set_request_metadata(dom: Any, nics_xml: str | None, flags: int) -> None:
+    """Replace the domain's vfplugin metadata element (``<vfp:nics>``) the libvirt way; None removes it."""
     call(
         f"set metadata of {dom.name()}", dom.setMetadata, METADATA_ELEMENT, nics_xml, "vfp", REQUEST_NS, flags
     )

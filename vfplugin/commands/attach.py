@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..domxml import interface_xml, parse_domain
     from ..errors import VfpluginError
     from ..plan import Holding
-    from ..request import metadata_xml, parse_request
+    from ..request import metadata_fragment, parse_request
     from ..rewrite import assign, domain_uuid
 
     cfg = config(args)
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                     flag,
                 )
                 requests = [n for n in domain.requests() if n.id != nic.id] + [nic]
-                virt.set_request_metadata(dom, metadata_xml(requests), flag)
+                virt.set_request_metadata(dom, metadata_fragment(requests), flag)
             except VfpluginError:
                 lease = ledger.lease(str(vf.address))
                 if live and lease is not None:

@@ -4,31 +4,26 @@ from __future__ import annotations
 
 import argparse
 
+from .. import ALIAS_PREFIX
 from . import config, host, open_ledger
 from .attach import flags
 
-HELP = (
-    "remove a vfplugin nic from a domain: interface detached, request dropped, VF released (--live/--config)"
-)
+HELP = "remove a vfplugin nic from a domain: interface detached, request dropped, VF released (--live/--config)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("domain", help="domain name")
-    parser.add_argument(
-        "--nic", required=True, help="the nic id (as in the request and the alias ua-vfplugin-ID)"
-    )
+    parser.add_argument("--nic", required=True, help="the nic id (as in the request and the alias ua-vfplugin-ID)")
     parser.add_argument("--live", action="store_true", help="hot-unplug from the running domain")
-    parser.add_argument(
-        "--config", dest="persistent", action="store_true", help="change the persistent definition"
-    )
+    parser.add_argument("--config", dest="persistent", action="store_true", help="change the persistent definition")
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import virt
     from ..configure import unconfigure
-    from ..domxml import interface_xml, parse_domain
+    from ..domxml import parse_domain
     from ..errors import VfpluginError
-    from ..request import metadata_xml
+    from ..request import metadata_fragment
 
     cfg = config(args)
     with virt.connect(args.connect) as conn:
@@ -46,16 +41,11 @@ def run(args: argparse.Namespace) -> int:
                 where = "definition" if inactive else "running domain"
                 raise VfpluginError(detail=f"the {where} of {args.domain!r} has no vfplugin nic {args.nic!r}")
             flag = virt.AFFECT_CONFIG if inactive else virt.AFFECT_LIVE
-            if ref is not None and nic is not None:
-                virt.call(
-                    f"detach {args.nic} from {args.domain}",
-                    dom.detachDeviceFlags,
-                    interface_xml(nic, ref.address, ref.mac or "00:00:00:00:00:00"),
-                    flag,
-                )
-            virt.set_request_metadata(
-                dom, metadata_xml([n for n in domain.requests() if n.id != args.nic]), flag
-            )
+            if ref is not None:
+                # by alias: exact, and independent of what else the interface carries (virsh detach-device-alias)
+                virt.call(f"detach {args.nic} from {args.domain}", dom.detachDeviceAlias, ALIAS_PREFIX + args.nic, flag)
+            rest = [n for n in domain.requests() if n.id != args.nic]
+            virt.set_request_metadata(dom, metadata_fragment(rest) if rest else None, flag)
             if ref is not None and (not inactive or not running):
                 released.append((domain.uuid or args.domain, str(ref.address)))
         if released:

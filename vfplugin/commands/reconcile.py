@@ -126,14 +126,14 @@ def _reconcile_ovs(cfg: Any, sysfs: Any, running: dict[str, tuple[str, list[Any]
     for uuid, (name, held) in running.items():
         for h in held:
             try:
-                port = offload_port(cfg, sysfs, h.pf, h.vf)
+                where = offload_port(cfg, sysfs, h.pf, h.vf)
             except VfpluginError:
                 continue
-            if port is not None:
+            if where is not None:
                 wanted.append(
                     ovs.WantedPort(
-                        bridge=port[0],
-                        representor=port[1],
+                        bridge=where[0],
+                        representor=where[1],
                         domain_uuid=uuid,
                         iface_id=f"{name}-{h.nic_id or h.vf}",
                         mac=h.mac or "",

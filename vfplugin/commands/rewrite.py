@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
         ledger.record_vfs(inventory.vfs)
         if args.reserve:
             assign_and_reserve(domain, cfg, inventory.vfs, ledger, sysfs.cpu_nodes())
-        elif domain.has_request():
+        else:
+            domain.drop_stale()
             assign(domain, domain.requests(), cfg, inventory.vfs, ledger, sysfs.cpu_nodes())
     sys.stdout.write(domain.to_bytes().decode("utf-8"))
     return 0
