@@ -119,6 +119,8 @@ def _link_target(link: str) -> Optional[str]:
         target = os.readlink(link)
     except OSError:
         return None
+    if target.startswith("../") and "/" not in target[3:]:  # the kernel's form: a sibling of the link's dir
+        return link.rsplit("/", 2)[0] + "/" + target[3:]
     return os.path.normpath(os.path.join(os.path.dirname(link), target))
 
 
