@@ -16,7 +16,7 @@ from tests.hosts import HOSTS, copy_host, host_root
 from tests.sysfs_builder import HOSTS as BUILDERS
 from tests.sysfs_builder import Function, Netdev, SysfsTree, build_bench
 from vfplugin.addresses import PciAddress
-from vfplugin.errors import HostError, PfNotFound, PfNotSriov, VfCountRefused
+from vfplugin.errors import HostError, PfNotFound, PfNotPci, PfNotSriov, VfCountRefused
 from vfplugin.sysfs import Sysfs, parse_cpulist, parse_representor_name
 
 pytestmark = pytest.mark.fixtures
@@ -139,9 +139,9 @@ def test_a_virtual_netdev_is_not_a_pf(tmp_path: Path) -> None:
     bridge.mkdir(parents=True)
     (tmp_path / "sys/class/net").mkdir(parents=True)
     os.symlink("../../devices/virtual/net/br0", tmp_path / "sys/class/net/br0")
-    with pytest.raises(PfNotSriov) as info:
+    with pytest.raises(PfNotPci) as info:
         Sysfs(tmp_path).pf("br0")
-    assert "(not a PCI device)" in str(info.value)
+    assert str(info.value).startswith("PF 'br0' is not a PCI device")
 
 
 def test_missing_attributes_are_none_not_tracebacks(tmp_path: Path) -> None:

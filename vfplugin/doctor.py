@@ -17,7 +17,7 @@ from typing import Callable, Optional
 from . import DEFAULT_CONFIG
 from .checks import FAIL, OK, WARN, Check
 from .config import DEFAULT_LEDGER, Config
-from .errors import HostError, PfNotFound, PfNotSriov, VfpluginError
+from .errors import HostError, PfNotFound, PfNotPci, PfNotSriov, VfpluginError
 from .inventory import VfInfo, discover
 from .pciids import PciIds
 from .sysfs import Sysfs
@@ -118,6 +118,10 @@ def pf_checks(
         except PfNotFound:
             out.append(Check(label, FAIL, "no such netdev on this host",
                              f"fix sriov_nics/ovs_offload_nics in {where} ('ip -br link' lists the netdevs)"))
+            continue
+        except PfNotPci:
+            out.append(Check(label, FAIL, "not a PCI device (a bridge, bond, veth...)",
+                             f"name the physical NIC in {where} ('ip -d link show {name}')"))
             continue
         except PfNotSriov as e:
             address = e.kwargs.get("address")

@@ -74,6 +74,11 @@ class PfNotSriov(HostError):
     hint = "remove it from the configuration or enable SR-IOV in the firmware"
 
 
+class PfNotPci(PfNotSriov):
+    msg_fmt = "PF {pf!r} is not a PCI device (a bridge, bond, veth or other virtual netdev)"
+    hint = "name the physical NIC's netdev in sriov_nics/ovs_offload_nics ('ip -d link' tells them apart)"
+
+
 class PfNoVfs(HostError):
     msg_fmt = "PF {pf!r} ({address}) has 0 VFs (sriov_numvfs is 0, the NIC supports {total})"
     hint = "run 'vfctl pf set-vfs {pf} {total}'"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .addresses import PciAddress
-from .errors import HostError, InvalidValue, PfNotFound, PfNotSriov, VfCountRefused
+from .errors import HostError, InvalidValue, PfNotFound, PfNotPci, PfNotSriov, VfCountRefused
 
 # Representor names (phys_port_name) the kernel uses for a VF's representor, as os-vif
 # (vif_plug_ovs/linux_net.py) and libvirt (virnetdevhostdev.c) accept them: "pf0vf3" (mlx5, ice, ...),
@@ -195,7 +195,7 @@ class Sysfs:
         real = os.path.realpath(device) if os.path.islink(device) else ""
         address = _address(os.path.basename(real))
         if address is None:  # a bridge, a bond, a veth: no PCI function behind it
-            raise PfNotSriov(pf=name, address="not a PCI device")
+            raise PfNotPci(pf=name)
         return real, address
 
     def pf(self, name: str) -> PF:
