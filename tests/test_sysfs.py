@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.hosts import HOSTS, copy_host, host_root
+from tests.conftest import ROOT
+from tests.hosts import HOSTS, copy_host, host_root, write_config
 from tests.sysfs_builder import HOSTS as BUILDERS
 from tests.sysfs_builder import Function, Netdev, SysfsTree, build_bench
 from vfplugin.addresses import PciAddress
@@ -325,3 +328,38 @@ def test_set_num_vfs_that_the_file_refuses_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(HostError) as info:
         Sysfs(root).set_num_vfs("ens1f1", 3)
     assert "cannot write 3 to" in str(info.value) and "\n" not in str(info.value)
+
+
+# --- vfctl pf set-vfs ----------------------------------------------------------------------------------
+
+
+def vfctl(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vfplugin.cli", "--config", str(config), *argv],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_vfctl_pf_set_vfs_writes_and_refuses_above_total(tmp_path: Path) -> None:
+    root = copy_host(tmp_path, "intel")
+    config = write_config(tmp_path, "intel", sysfs_root=root)
+    done = vfctl(config, "pf", "set-vfs", "ens1f1", "8")
+    assert done.returncode == 0 and done.stdout == "ens1f1: 0 -> 8 VFs (of 64)\n"
+    assert numvfs(Sysfs(root), "ens1f1") == 8
+    refused = vfctl(config, "pf", "set-vfs", "ens1f1", "65")
+    assert refused.returncode == 1
+    assert refused.stderr == "vfctl: PF 'ens1f1' supports 0 to 64 VFs, not 65; " \
+        "run 'vfctl pf set-vfs ens1f1 N' with N from 0 to 64\n"
+
+
+def test_vfctl_pf_set_vfs_refuses_while_a_domain_holds_a_vf(tmp_path: Path) -> None:
+    from vfplugin.ledger import Ledger, Want
+
+    root = copy_host(tmp_path, "intel")
+    config = write_config(tmp_path, "intel", sysfs_root=root)
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        ledger.claim("0b7e4a52-5c1d-4a8e-9d1f-2e3c4b5a6978", "db1", [Want("0000:81:02.1", "net0")])
+    refused = vfctl(config, "pf", "set-vfs", "ens1f0", "4")
+    assert refused.returncode == 1
+    assert "domains hold 0000:81:02.1 (db1); stop them first, or add --force" in refused.stderr
+    assert numvfs(Sysfs(root), "ens1f0") == 2
+    forced = vfctl(config, "pf", "set-vfs", "ens1f0", "4", "--force")
+    assert forced.returncode == 0 and numvfs(Sysfs(root), "ens1f0") == 4
