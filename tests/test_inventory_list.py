@@ -137,8 +137,8 @@ def test_rows_filters(tmp_path: Path) -> None:
 def test_table_has_a_header_and_dashes_for_absent_values(tmp_path: Path) -> None:
     text = table(rows(inventory_of(tmp_path, "example"), {}, pf="eth3"))
     lines = text.splitlines()
-    assert lines[0].split() == ["ADDRESS", "PF", "VF", "MODEL", "ID", "NUMA", "IOMMU", "DRIVER", "STATE",
-                                "DOMAIN", "MAC", "VLAN"]
+    assert lines[0].split() == ["ADDRESS", "PF", "VF", "MODEL", "VENDOR:DEVICE", "NUMA", "IOMMU", "DRIVER",
+                                "STATE", "DOMAIN", "MAC", "VLAN"]
     assert lines[3].split() == ["0000:3b:00.4", "eth3", "2", "ConnectX-5", "Virtual", "Function", "15b3:1018",
                                 "1", "43", "vfio-pci", "free", "-", "-", "-"]
 

@@ -24,7 +24,7 @@ KEYS = (
     "driver", "netdev", "representor", "pool", "state", "domain", "mac", "vlan",
 )
 COLUMNS = (
-    ("ADDRESS", "address"), ("PF", "pf"), ("VF", "vf_index"), ("MODEL", "model"), ("ID", "ids"),
+    ("ADDRESS", "address"), ("PF", "pf"), ("VF", "vf_index"), ("MODEL", "model"), ("VENDOR:DEVICE", "ids"),
     ("NUMA", "numa_node"), ("IOMMU", "iommu_group"), ("DRIVER", "driver"), ("STATE", "state"),
     ("DOMAIN", "domain"), ("MAC", "mac"), ("VLAN", "vlan"),
 )
