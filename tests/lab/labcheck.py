@@ -12,7 +12,8 @@ contract the rest of vfplugin uses. Standard library + lxml + pyroute2 (Debian's
                                                       `vfctl list --json` on stdin: one line per VF, checked
     labcheck.py leases LEDGER [--none] [VF=DOMAIN[:STATE]|VF=-...]
                                                       leases from the ledger, checked ("-": no lease)
-    labcheck.py history [--domain D] [--action A]     `vfctl history --json` on stdin: events, filtered
+    labcheck.py history [--domain D] [--vf VF] [--action A] [--outcome O]
+                                                      `vfctl history --json` on stdin: has such an event
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def vf_state(pf: str, index: int) -> dict[str, Any]:
         return {
             "mac": info.get_attr("IFLA_VF_MAC")["mac"],
             "vlan": info.get_attr("IFLA_VF_VLAN")["vlan"],
-            "spoofchk": info.get_attr("IFLA_VF_SPOOFCHK")["setting"],
-            "trust": info.get_attr("IFLA_VF_TRUST")["setting"],
+            "spoofchk": info.get_attr("IFLA_VF_SPOOFCHK")["spoofchk"],
+            "trust": info.get_attr("IFLA_VF_TRUST")["trust"],
             "max_tx_rate": rate.get("max_tx_rate", 0),
             "min_tx_rate": rate.get("min_tx_rate", 0),
         }
@@ -111,15 +112,6 @@ def vf_entries(doc: Any) -> list[dict[str, Any]]:
     return [e for e in doc if isinstance(e, dict)]
 
 
-def mentions(value: Any, text: str) -> bool:
-    """Whether a JSON value holds ``text`` anywhere (the domain name of a lease, however it is nested)."""
-    if isinstance(value, dict):
-        return any(mentions(v, text) for v in value.values())
-    if isinstance(value, list):
-        return any(mentions(v, text) for v in value)
-    return value == text
-
-
 def cmd_list(args: argparse.Namespace) -> None:
     vfs = vf_entries(json.load(sys.stdin))
     for e in vfs:
@@ -135,7 +127,8 @@ def cmd_list(args: argparse.Namespace) -> None:
     for kv in args.held:
         vf, domain = kv.split("=", 1)
         entry = next((e for e in vfs if e.get("address") == vf), {})
-        expect(mentions(entry, domain), f"vfctl list shows {vf} held by {domain} ({entry})")
+        got = f"{entry.get('domain')}:{entry.get('state')}"
+        expect(got == f"{domain}:active", f"vfctl list shows {vf} active for {domain} (got {got})")
     if args.held:
         return
     groups = [e.get("iommu_group") for e in vfs]
@@ -168,16 +161,18 @@ def cmd_leases(args: argparse.Namespace) -> None:
 def cmd_history(args: argparse.Namespace) -> None:
     doc = json.load(sys.stdin)
     events = doc.get("events", []) if isinstance(doc, dict) else doc
+    for e in events:
+        print("  " + " ".join(str(e.get(k)) for k in ("time", "domain", "vf", "action", "outcome", "detail")))
     shown = [
         e for e in events
-        if (not args.domain or args.domain in (e.get("domain_name"), e.get("domain_uuid")))
+        if (not args.domain or args.domain in (e.get("domain"), e.get("domain_uuid")))
+        and (not args.vf or e.get("vf") == args.vf)
         and (not args.action or e.get("action") == args.action)
+        and (not args.outcome or e.get("outcome") == args.outcome)
     ]
-    for e in shown:
-        print("  " + " ".join(str(e.get(k)) for k in ("domain_name", "vf", "action", "outcome", "detail")))
     if args.action:
         whose = f" for {args.domain}" if args.domain else ""
-        expect(bool(shown), f"history has a {args.action!r} event{whose}")
+        expect(bool(shown), f"history has a {args.action}/{args.outcome or '*'} event{whose}")
 
 
 def main() -> int:
@@ -206,7 +201,9 @@ def main() -> int:
     p.set_defaults(run=cmd_leases)
     p = sub.add_parser("history")
     p.add_argument("--domain")
+    p.add_argument("--vf")
     p.add_argument("--action")
+    p.add_argument("--outcome")
     p.set_defaults(run=cmd_history)
     args = parser.parse_args()
     args.run(args)
