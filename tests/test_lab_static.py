@@ -6,8 +6,10 @@ a missing ``<acpi/>``, a request vfplugin would refuse) before anyone boots anyt
 
 from __future__ import annotations
 
+import importlib
 import re
 import string
+import struct
 import sys
 from pathlib import Path
 
@@ -25,6 +27,7 @@ TEMPLATES = sorted(DOMAINS.glob("*.xml"))
 # What tests/lab/scenario fills in (the lab host's VFs sit on bus 0: QEMU puts igb VFs at PF devfn + 0x80).
 VALUES = {
     "name": "l2x",
+    "kernel": "/var/lib/libvirt/boot/lab-l2-poweroff.bin",
     "nic": 'pool="lab" vlan="100" trust="on" spoofchk="off" max_tx_rate="100"',
     "pool": "lab",
     "mac": "52:54:00:1a:b0:0c",
@@ -36,6 +39,8 @@ SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 sys.path.insert(0, str(ROOT / "tests" / "lab"))
 import labcheck  # noqa: E402  (tests/lab is not a package: the scenario runs labcheck.py as a script)
+
+power_off = importlib.import_module("l2-poweroff")
 
 
 def render(path: Path) -> str:
@@ -78,6 +83,23 @@ def test_the_handwritten_vf_has_no_request_and_is_a_hostdev_interface():
     domain = parse_domain(render(DOMAINS / "handwritten.xml"))
     assert not domain.has_request()
     assert [(r.kind, r.nic_id, r.mac) for r in domain.hostdevs()] == [("interface", None, VALUES["mac"])]
+
+
+@pytest.mark.parametrize("name", ["pool-pc.xml", "stale-choice.xml", "handwritten.xml"])
+def test_pc_domains_boot_the_power_off_image(name):
+    domain = etree.fromstring(render(DOMAINS / name).encode(), SAFE)
+    assert domain.find("os/type").get("machine") == "pc"  # the image reads the PIIX4 PM base
+    assert domain.findtext("os/kernel") == VALUES["kernel"]
+
+
+def test_the_power_off_image_is_a_multiboot_image_qemu_loads():
+    data = power_off.image()
+    magic, flags, checksum, header, load, load_end, bss_end, entry = struct.unpack_from("<8I", data)
+    assert magic == 0x1BADB002 and (magic + flags + checksum) & 0xFFFFFFFF == 0
+    assert flags & 0x10000 and header == load == 0x100000 and load_end == bss_end == 0  # a.out kludge, whole file
+    assert entry == load + 32 and len(data) < 8192  # QEMU looks for the header in the first 8 KiB
+    # the power-off itself: PM1_CNT (base + 4) = SLP_EN | sleep type 0, QEMU's soft-off
+    assert b"\x8d\x53\x04\x66\xb8\x00\x20\x66\xef" in data
 
 
 def test_the_hotplug_domain_uses_native_pcie_hotplug_with_spare_root_ports():
