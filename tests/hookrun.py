@@ -32,8 +32,15 @@ class HookResult:
     stderr: str
 
 
+INSTALLED_HOOK = Path("/etc/libvirt/hooks/qemu.d/vfplugin")
+
+
 def install(tmp_path: Path, python: str = sys.executable) -> Path:
-    """The hook as `vfctl install-hook` writes it, for this interpreter (the venv that has vfplugin)."""
+    """The hook as `vfctl install-hook` writes it, for this interpreter (the venv that has vfplugin); with
+    VFPLUGIN_INSTALLED=1, the hook the package installed (which runs the installed vfplugin)."""
+    if os.environ.get("VFPLUGIN_INSTALLED") == "1":
+        assert os.access(INSTALLED_HOOK, os.X_OK), f"{INSTALLED_HOOK} is not installed"
+        return INSTALLED_HOOK
     path = tmp_path / "qemu.d" / "vfplugin"
     path.parent.mkdir(exist_ok=True)
     path.write_text(script(python))
