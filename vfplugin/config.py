@@ -11,11 +11,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
 
 from . import DEFAULT_CONFIG
 from .addresses import parse_ifname, parse_int, parse_mac_prefix, parse_name
 from .errors import ConfigError, InvalidValue
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 DEFAULT_LEDGER = "/var/lib/vfplugin/ledger.sqlite3"
 ENV_VAR = "VFPLUGIN_CONFIG"

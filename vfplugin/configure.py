@@ -8,21 +8,29 @@ of libvirtd. ``unconfigure`` is best effort and idempotent: it returns its probl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
-
 from .errors import HostError, VfpluginError
 from .log import LOG
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
+    from typing import Any, Optional
+
     from .config import Config
     from .ledger import Lease, Ledger
     from .plan import Holding
     from .sysfs import Sysfs
 
 
-def offload_port(config: Config, sysfs: Sysfs, pf: str, vf: str) -> Optional[tuple[str, str]]:
-    """(bridge, representor) when ``pf`` is an OVS offload PF; HostError when either cannot be found."""
-    if pf not in config.ovs_offload_nics:
+def offload_port(config: Config, sysfs: Sysfs, pf: Optional[str], vf: str) -> Optional[tuple[str, str]]:
+    """(bridge, representor) when the VF's PF is an OVS offload PF; HostError when either cannot be found.
+    ``pf`` None: look it up in sysfs (only when there are offload PFs at all)."""
+    if not config.ovs_offload_nics:
+        return None
+    from .addresses import PciAddress
+
+    info = sysfs.vf(PciAddress.parse(vf))
+    pf = pf or (info.pf if info is not None else None)
+    if pf is None or pf not in config.ovs_offload_nics:
         return None
     bridge = config.bridge_for(pf)
     if bridge is None:
@@ -30,9 +38,6 @@ def offload_port(config: Config, sysfs: Sysfs, pf: str, vf: str) -> Optional[tup
             problem=f"PF {pf} is in ovs_offload_nics but no networks: entry names its bridge "
             f"(add e.g. {pf}/br1/bcast0)"
         )
-    from .addresses import PciAddress
-
-    info = sysfs.vf(PciAddress.parse(vf))
     if info is None or not info.representor:
         raise HostError(
             problem=f"VF {vf} of switchdev PF {pf} has no representor netdev; check that "
@@ -58,7 +63,7 @@ def plug(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> bool
     return True
 
 
-def unplug(config: Config, sysfs: Sysfs, pf: str, vf: str) -> None:
+def unplug(config: Config, sysfs: Sysfs, pf: Optional[str], vf: str) -> None:
     port = offload_port(config, sysfs, pf, vf)
     if port is not None:
         from . import ovs
@@ -89,12 +94,10 @@ def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str]) -
 
     problems = []
     saved = lease.saved or {}
-    pf = saved.get("pf") or pf
-    if pf:
-        try:
-            unplug(config, sysfs, pf, lease.vf)
-        except VfpluginError as e:
-            problems.append(f"unplug {lease.vf}: {e}")
+    try:
+        unplug(config, sysfs, saved.get("pf") or pf, lease.vf)
+    except VfpluginError as e:
+        problems.append(f"unplug {lease.vf}: {e}")
     if saved.get("settings"):
         problems += netlink.restore(saved["pf"], int(saved["vf_index"]), saved["settings"])
     return problems

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import AbstractSet, Optional, Union
 
 from lxml import etree
 
@@ -23,6 +22,11 @@ from . import ALIAS_PREFIX, REQUEST_NS
 from .addresses import PciAddress, parse_mac, parse_mac_prefix, parse_vlan
 from .errors import InvalidValue, RequestError
 from .request import NicRequest, parse_request
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
+if TYPE_CHECKING:
+    from typing import AbstractSet, Optional, Union
+    Data = Union[bytes, str]
 
 MAX_BYTES = 4 * 1024 * 1024  # libvirt's own limit for a domain XML is 10 MiB; real ones are a few KiB
 MAX_CPU = 16383  # libvirt's cpumask length (VIR_DOMAIN_CPUMASK_LEN) - 1: bounds a "0-4000000000" cpuset
@@ -59,7 +63,6 @@ _SAFE_PARSER = dict(
     remove_blank_text=False, remove_comments=False, remove_pis=False, strip_cdata=False,
 )
 
-Data = Union[bytes, str]
 _FOREIGN_ENCODING = re.compile(rb"""encoding\s*=\s*["'](?!utf-?8["'])""", re.IGNORECASE)
 
 

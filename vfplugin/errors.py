@@ -8,7 +8,10 @@ goes to the log. This module must never import anything beyond the standard libr
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 class VfpluginError(Exception):

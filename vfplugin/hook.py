@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .config import Config
     from .domxml import Domain
-    from .ledger import Ledger
+    from .ledger import Lease, Ledger
     from .plan import Holding
     from .sysfs import Sysfs
 
@@ -70,21 +70,40 @@ def main(
     return _run(handler, name, operation, sub, xml, stdout or sys.stdout, stderr or sys.stderr)
 
 
+def uuid_of(xml: bytes) -> Optional[str]:
+    """The domain's <uuid> without parsing the XML: libvirt writes it as a direct child near the top."""
+    start = xml.find(b"<uuid>")
+    end = xml.find(b"</uuid>", start)
+    if start < 0 or end < 0 or end - start > 64:
+        return None
+    return xml[start + 6 : end].strip().decode("ascii", "replace").lower()
+
+
 class _Context:
-    """What one hook invocation knows: the domain, the configuration, and lazily the ledger and sysfs."""
+    """What one hook invocation knows: the domain, the configuration, and lazily the parsed XML, the ledger
+    and sysfs. Operations that only look the domain up in the ledger (started, stopped, release) never parse
+    the XML: releasing must not depend on it, and lxml is most of a hook run's cost."""
 
     def __init__(self, name: str, xml: bytes, out: IO[str]) -> None:
         from .config import load
-        from .domxml import parse_domain
 
         self.name = name
         self.xml = xml
         self.out = out
-        self.domain: Domain = parse_domain(xml, source=f"domain {name}")
-        self.uuid: str = self.domain.uuid or name
-        self.ours = self.domain.has_request()  # decided before anything else can fail
-        self.config: Config = load()
+        self.ours = REQUEST_MARK in xml  # decided before anything can fail; refined by holdings()
+        self.uuid: str = uuid_of(xml) or name
+        self._domain: Optional[Domain] = None
         self._sysfs: Optional[Sysfs] = None
+        self.config: Config = load()
+
+    @property
+    def domain(self) -> Domain:
+        if self._domain is None:
+            from .domxml import parse_domain
+
+            self._domain = parse_domain(self.xml, source=f"domain {self.name}")
+            self.uuid = self._domain.uuid or self.name
+        return self._domain
 
     @property
     def sysfs(self) -> Sysfs:
@@ -114,6 +133,15 @@ class _Context:
         from .ledger import Ledger
 
         return Ledger.open(self.config.ledger, ttl=self.config.reservation_ttl)
+
+    def existing_ledger(self) -> Optional[Ledger]:
+        """The ledger if there is one: no ledger means nothing was ever held, so nothing to give back."""
+        from .ledger import exists
+
+        return self.ledger() if exists(self.config.ledger) else None
+
+    def my_leases(self, ledger: Ledger) -> list[Lease]:
+        return [lease for lease in ledger.leases() if lease.domain_uuid == self.uuid]
 
 
 def _run(
@@ -182,10 +210,9 @@ def prepare(ctx: _Context) -> int:
                 configure(ctx.config, ctx.sysfs, ledger, ctx.uuid, ctx.name, h)
         except VfpluginError as e:
             # Nothing half-configured: undo what was done, free the claim, then refuse the start.
-            for lease in ledger.leases():
-                if lease.domain_uuid == ctx.uuid:
-                    for problem in unconfigure(ctx.config, ctx.sysfs, lease, None):
-                        LOG.warning("rollback: %s", problem)
+            for lease in ctx.my_leases(ledger):
+                for problem in unconfigure(ctx.config, ctx.sysfs, lease, None):
+                    LOG.warning("rollback: %s", problem)
             ledger.release(ctx.uuid, reason=f"start refused: {e}")
             raise  # the claim itself is journaled, in its own transaction: no second write (fsync) here
     return 0
@@ -203,9 +230,11 @@ def start(ctx: _Context) -> int:
 
 
 def started(ctx: _Context) -> int:
-    if ctx.holdings():
-        with ctx.ledger() as ledger:
-            ledger.mark_started(ctx.uuid)
+    ledger = ctx.existing_ledger()
+    if ledger is not None:
+        with ledger:
+            if ctx.my_leases(ledger):
+                ledger.mark_started(ctx.uuid)
     return 0
 
 
@@ -214,14 +243,17 @@ def stopped(ctx: _Context) -> int:
     from .configure import unplug
     from .errors import VfpluginError
 
-    problems = []
-    for h in ctx.holdings():
-        try:
-            unplug(ctx.config, ctx.sysfs, h.pf, h.vf)
-        except VfpluginError as e:
-            problems.append(f"{h.vf}: {e}")
-    if problems:
-        with ctx.ledger() as ledger:
+    ledger = ctx.existing_ledger()
+    if ledger is None or not ctx.config.ovs_offload_nics:
+        return 0
+    with ledger:
+        problems = []
+        for lease in ctx.my_leases(ledger):
+            try:
+                unplug(ctx.config, ctx.sysfs, None, lease.vf)
+            except VfpluginError as e:
+                problems.append(f"{lease.vf}: {e}")
+        if problems:
             ledger.journal(
                 "unplug", "failed", domain_uuid=ctx.uuid, domain_name=ctx.name, detail="; ".join(problems)
             )
@@ -229,30 +261,23 @@ def stopped(ctx: _Context) -> int:
 
 
 def release(ctx: _Context) -> int:
-    """Put back VF settings, unplug, free this domain's leases (only this UUID's), journal; idempotent."""
+    """Put back VF settings, unplug, free this domain's leases (only this UUID's), journal; idempotent.
+
+    Works from the ledger alone: a start refused because its XML was unusable must still give back."""
     from .configure import unconfigure
     from .log import LOG
 
-    try:
-        pfs = {h.vf: h.pf for h in ctx.holdings()}
-    except Exception as e:  # a broken request must not keep the leases from being freed
-        LOG.warning("release: %s", e)
-        pfs = {}
-    with ctx.ledger() as ledger:
-        for lease in ledger.leases():
-            if lease.domain_uuid != ctx.uuid:
-                continue
-            for problem in unconfigure(ctx.config, ctx.sysfs, lease, pfs.get(lease.vf)):
+    ledger = ctx.existing_ledger()
+    if ledger is None:
+        return 0
+    with ledger:
+        for lease in ctx.my_leases(ledger):
+            for problem in unconfigure(ctx.config, ctx.sysfs, lease, None):
                 LOG.warning("release: %s", problem)
                 ledger.journal(
-                    "restore",
-                    "failed",
-                    domain_uuid=ctx.uuid,
-                    domain_name=ctx.name,
-                    vf=lease.vf,
-                    detail=problem,
+                    "restore", "failed", domain_uuid=ctx.uuid, domain_name=ctx.name, vf=lease.vf, detail=problem
                 )
-        ledger.release(ctx.uuid, reason="released")
+        ledger.release(ctx.uuid, reason="released", domain_name=ctx.name)
     return 0
 
 

@@ -7,13 +7,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
 
 from .addresses import PciAddress
 from .config import Config
 from .errors import HostError, PfNoVfs, VfpluginError
 from .pciids import PciIds
 from .sysfs import Sysfs
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
+if TYPE_CHECKING:
+    from typing import Optional, Union
 
 
 @dataclass(frozen=True)

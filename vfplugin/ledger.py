@@ -13,16 +13,13 @@ what to do.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import (
     InvalidValue,
@@ -35,7 +32,10 @@ from .errors import (
     VfpluginError,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
+    from typing import Any, Optional
+    Pick = Callable[["Snapshot"], Sequence["Want"]]
     from .inventory import VfInfo
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -58,8 +58,16 @@ FAULT_POINTS = tuple(
 )
 
 
+def _json_loads(text: str) -> Any:
+    import json  # only for leases that carry saved VF settings
+
+    return json.loads(text)
+
+
 def _fault(point: str) -> None:
     if _FAULT is not None and _FAULT == point:
+        import signal  # here, not at the top: the hook imports this module on every event
+
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -187,7 +195,6 @@ class Snapshot:
     last_released: Mapping[str, float] = field(default_factory=dict)
 
 
-Pick = Callable[[Snapshot], Sequence[Want]]
 
 
 def exists(path: Path | str) -> bool:
@@ -396,6 +403,8 @@ class Ledger:
 
     def save_settings(self, domain_uuid: str, vf: str, saved: dict[str, Any]) -> None:
         """Keep the VF settings found before vfplugin changed them, for release to restore."""
+        import json
+
         text = json.dumps(saved, sort_keys=True)
         with self._write("save") as db:
             cursor = db.execute(
@@ -585,7 +594,7 @@ class Ledger:
             nic_id=row["nic_id"],
             mac=row["mac"], vlan=row["vlan"], state=row["state"], boot_id=row["boot_id"],
             reserved_at=row["reserved_at"], activated_at=row["activated_at"], started_at=row["started_at"],
-            saved=json.loads(row["saved"]) if row["saved"] else None, stale=stale,
+            saved=_json_loads(row["saved"]) if row["saved"] else None, stale=stale,
         )
 
     def _why_stale(self, lease: Lease) -> str:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
+if TYPE_CHECKING:
+    from typing import Optional
 
 # Debian ships pci.ids in /usr/share/misc (package pci.ids); Fedora/RHEL in /usr/share/hwdata (hwdata).
 DEFAULT_PATHS = (Path("/usr/share/misc/pci.ids"), Path("/usr/share/hwdata/pci.ids"))

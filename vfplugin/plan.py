@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
 
 from .addresses import PciAddress
 from .config import Config
 from .errors import RequestError
 from .request import NicRequest
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
+    from typing import Optional
+    Locate = Callable[[PciAddress], Optional[tuple[str, int]]]
     from .domxml import Domain
 
-Locate = Callable[[PciAddress], Optional[tuple[str, int]]]
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 from .addresses import PciAddress, parse_ifname, parse_int, parse_mac, parse_name, parse_nic_id, parse_vlan
 from .errors import InvalidValue
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
+if TYPE_CHECKING:
+    from typing import Optional
 
 SELECTORS = ("pool", "model", "pf", "vf")
 LINK_STATES = {"auto": 0, "enable": 1, "disable": 2}  # IFLA_VF_LINK_STATE_* values

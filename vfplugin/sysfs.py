@@ -16,10 +16,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 from .addresses import PciAddress
 from .errors import HostError, InvalidValue, PfNotFound, PfNotPci, PfNotSriov, VfCountRefused
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
+if TYPE_CHECKING:
+    from typing import Optional, Union
 
 # Representor names (phys_port_name) the kernel uses for a VF's representor, as os-vif
 # (vif_plug_ovs/linux_net.py) and libvirt (virnetdevhostdev.c) accept them: "pf0vf3" (mlx5, ice, ...),
