@@ -219,6 +219,12 @@ def test_attach_and_detach_config_update_metadata_interface_and_ledger(daemon, l
     assert "urn:vfplugin:1" in dumped and "ua-vfplugin-net0" in dumped and "<tag id='100'/>" in dumped
     [lease] = leases(ledger_path)
     assert (lease.domain_name, lease.nic_id, lease.vlan) == (name, "net0", 100)
+    done = vfctl("attach", name, "--pool", "i350", "--config")  # a second nic gets another VF
+    assert done.returncode == 0, done.stderr
+    held = {lease.nic_id: lease.vf for lease in leases(ledger_path)}
+    assert set(held) == {"net0", "net1"} and held["net0"] != held["net1"]
+    done = vfctl("detach", name, "--nic", "net1", "--config")
+    assert done.returncode == 0, done.stderr
     done = vfctl("detach", name, "--nic", "net0", "--config")
     assert done.returncode == 0, done.stderr
     dumped = virsh("dumpxml", "--inactive", name).stdout

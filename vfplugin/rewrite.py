@@ -68,12 +68,15 @@ def _plan(
     adopted = {str(r.address) for r in refs if r.nic_id is None}
     # ... except to a vf= request naming one of them: that hostdev already is the request's VF.
     nics = [nic for nic in nics if not (nic.selector == "vf" and nic.value in adopted)]
+    # Nor a VF another of its nics keeps (attach plans one nic while the others stay where they are).
+    planned = {nic.id for nic in nics}
+    busy = adopted | {str(r.address) for r in refs if r.nic_id and r.nic_id not in planned}
     # Sticky: the VF the nic has in the XML now, else the one it held last.
     sticky = {**history, **current}
     context = DomainContext(uuid=uuid, name=domain.name, numa_nodes=numa_nodes(domain, cpu_nodes))
     choices = choose(
         nics,
-        [v for v in vfs if str(v.address) not in adopted],
+        [v for v in vfs if str(v.address) not in busy],
         leases,
         context,
         config.pools,
