@@ -73,16 +73,18 @@ def unplug(config: Config, sysfs: Sysfs, pf: Optional[str], vf: str) -> None:
 
 def configure(config: Config, sysfs: Sysfs, ledger: Ledger, uuid: str, name: str, h: Holding) -> None:
     """Apply the VF settings libvirt does not and plug the representor; undo both if either fails."""
-    from . import netlink
-
     settings = h.settings()
     previous: dict[str, Any] = {}
     if settings:
+        from . import netlink  # only here: a VF without settings needs no netlink at all
+
         previous = netlink.apply(h.pf, h.vf_index, settings)
         ledger.save_settings(uuid, h.vf, {"pf": h.pf, "vf_index": h.vf_index, "settings": previous})
     try:
         plug(config, sysfs, uuid, name, h)
     except VfpluginError:
+        from . import netlink
+
         for problem in netlink.restore(h.pf, h.vf_index, previous):
             LOG.warning("rollback of %s: %s", h.vf, problem)
         raise
@@ -90,8 +92,6 @@ def configure(config: Config, sysfs: Sysfs, ledger: Ledger, uuid: str, name: str
 
 def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str]) -> list[str]:
     """Unplug the representor, put back the settings saved in ``lease``; returns problems, a line each."""
-    from . import netlink
-
     problems = []
     saved = lease.saved or {}
     try:
@@ -99,5 +99,7 @@ def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str]) -
     except VfpluginError as e:
         problems.append(f"unplug {lease.vf}: {e}")
     if saved.get("settings"):
+        from . import netlink
+
         problems += netlink.restore(saved["pf"], int(saved["vf_index"]), saved["settings"])
     return problems

@@ -156,8 +156,11 @@ def hook_checks(hooks_dir: Path = HOOKS_DIR, proc: Path = Path("/proc")) -> list
         out.append(Check("libvirt daemon", WARN, f"neither {' nor '.join(DAEMONS)} is running",
                          "systemctl start libvirtd"))
         return out
+    # ctime, not only mtime: dpkg and rpm give installed files the package's mtime, but ctime is when the
+    # file was put in place.
+    put_in_place = max(installed.st_mtime, installed.st_ctime)
     stale = [(name, pid) for name, pid, started in daemons
-             if started is not None and started < installed.st_mtime]
+             if started is not None and started < put_in_place]
     if stale:
         name, pid = stale[0]
         out.append(Check("libvirt daemon", FAIL,

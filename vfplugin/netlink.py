@@ -13,11 +13,14 @@ import errno
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 from .errors import NetdevMissing, VfSettingRefused
 from .log import LOG
 from .request import LINK_STATES
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing (see hook.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 _LINK_STATE_NAMES = {v: k for k, v in LINK_STATES.items()}
 # Apply order: rates and link state before trust/spoofchk is arbitrary but fixed, so rollback is its reverse.

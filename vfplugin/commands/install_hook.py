@@ -16,6 +16,7 @@ DEFAULT_DIR = "/etc/libvirt/hooks/qemu.d"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hooks-dir", default=DEFAULT_DIR, help=f"default: {DEFAULT_DIR}")
+    parser.add_argument("--force", action="store_true", help="replace the hook a vfplugin package installed")
 
 
 def install(directory: Path, python: str) -> Path:
@@ -36,8 +37,18 @@ def install(directory: Path, python: str) -> Path:
     return target
 
 
+PACKAGED_HOOK = Path("/usr/libexec/vfplugin/qemu-hook")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import HostError
+
+    if PACKAGED_HOOK.exists() and Path(args.hooks_dir) == Path(DEFAULT_DIR) and not args.force:
+        raise HostError(
+            problem=f"the vfplugin package installed the hook already ({PACKAGED_HOOK}, run by "
+            f"{DEFAULT_DIR}/vfplugin); overwriting its conffile would stop upgrades from reaching it. "
+            "Use --force to replace it anyway"
+        )
 
     try:
         target = install(Path(args.hooks_dir), sys.executable)
