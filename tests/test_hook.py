@@ -215,3 +215,13 @@ def test_no_operation_ever_prints_a_traceback(host, tmp_path):
             result = run_hook(hook, "n", op, sub, xml, config)
             assert "Traceback" not in result.stderr
             assert result.stderr.count("\n") <= 1
+
+
+def test_release_gives_back_even_when_the_xml_is_unusable(host, tmp_path):
+    hook, config = host
+    xml = rewritten(tmp_path, config, "web1", '<vfp:nic id="net0" pool="i350"/>')
+    assert run_hook(hook, "web1", "prepare", "begin", xml, config).status == 0
+    uuid = xml.split("<uuid>")[1].split("</uuid>")[0]
+    broken = f"<domain><name>web1</name><uuid>{uuid}</uuid><metadata xmlns:v='urn:vfplugin:1'><oops></domain>"
+    assert run_hook(hook, "web1", "release", "end", broken, config).status == 0
+    assert leases(config) == []

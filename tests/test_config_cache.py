@@ -1,0 +1,68 @@
+"""The validated configuration is cached as JSON keyed by the file's identity, so the hook need not import
+PyYAML on every event; any change to the file, or a damaged cache, falls back to reading the YAML."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vfplugin.config import CACHE_FILE, load
+from vfplugin.errors import ConfigError
+
+pytestmark = pytest.mark.pure
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_a_second_load_comes_from_the_cache_without_importing_yaml(tmp_path):
+    config = write(tmp_path / "c.yaml", "sriov_nics: [eth2]\nreservation_ttl: 60\n")
+    cache = tmp_path / "cache"
+    assert load(str(config), cache_dir=cache).sriov_nics == ("eth2",)
+    assert (cache / CACHE_FILE).exists()
+    probe = (
+        "import sys; from pathlib import Path; from vfplugin.config import load; "
+        f"c = load({str(config)!r}, cache_dir=Path({str(cache)!r})); "
+        "print(c.sriov_nics, c.reservation_ttl, 'yaml' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "('eth2',) 60 False"
+
+
+def test_an_edited_file_is_read_again(tmp_path):
+    config = write(tmp_path / "c.yaml", "sriov_nics: [eth2]\n")
+    cache = tmp_path / "cache"
+    load(str(config), cache_dir=cache)
+    write(config, "sriov_nics: [eth2, eth4]\n")
+    os.utime(config, ns=(1, 1))  # even with an mtime going backwards: size and inode are in the key too
+    assert load(str(config), cache_dir=cache).sriov_nics == ("eth2", "eth4")
+
+
+def test_a_damaged_cache_is_ignored(tmp_path):
+    config = write(tmp_path / "c.yaml", "sriov_nics: [eth2]\n")
+    cache = tmp_path / "cache"
+    load(str(config), cache_dir=cache)
+    (cache / CACHE_FILE).write_text("{not json")
+    assert load(str(config), cache_dir=cache).sriov_nics == ("eth2",)
+
+
+def test_an_invalid_file_is_never_cached(tmp_path):
+    config = write(tmp_path / "c.yaml", "bogus: 1\n")
+    cache = tmp_path / "cache"
+    with pytest.raises(ConfigError):
+        load(str(config), cache_dir=cache)
+    assert not (cache / CACHE_FILE).exists()
+
+
+def test_the_cache_directory_is_private(tmp_path):
+    config = write(tmp_path / "c.yaml", "sriov_nics: [eth2]\n")
+    cache = tmp_path / "cache"
+    load(str(config), cache_dir=cache)
+    assert (cache.stat().st_mode & 0o777) == 0o700
+    assert (cache / CACHE_FILE).stat().st_mode & 0o077 == 0
