@@ -142,25 +142,12 @@ def picker(
     return pick
 
 
-# --- filter steps: each returns (kept, dropped as (vf, why)) ------------------------------------------------
+# --- filter steps: each says why a VF is dropped for this nic, or None to keep it --------------------------
 
-_Split = tuple[list[VfInfo], list[tuple[VfInfo, str]]]
-_Step = Callable[[NicRequest, list[VfInfo], _Facts, Mapping[str, str]], _Split]
-
-
-def _select(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mapping[str, str]) -> _Split:
-    kept: list[VfInfo] = []
-    dropped: list[tuple[VfInfo, str]] = []
-    for vf in vfs:
-        why = _outside(nic, vf, facts)
-        if why is None:
-            kept.append(vf)
-        else:
-            dropped.append((vf, why))
-    return kept, dropped
+_Why = Callable[[NicRequest, VfInfo, _Facts, Mapping[str, str]], Optional[str]]
 
 
-def _outside(nic: NicRequest, vf: VfInfo, facts: _Facts) -> Optional[str]:
+def _outside(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> Optional[str]:
     if nic.selector == "pool":
         pool = facts.pools[nic.value]
         return None if pool.admits(vf.pf, vf.model) else f"not in pool {nic.value}"
@@ -171,48 +158,29 @@ def _outside(nic: NicRequest, vf: VfInfo, facts: _Facts) -> Optional[str]:
     return None if facts.addr(vf) == nic.value else "another VF"
 
 
-def _not_held(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mapping[str, str]) -> _Split:
-    kept: list[VfInfo] = []
-    dropped: list[tuple[VfInfo, str]] = []
-    for vf in vfs:
-        lease = facts.live.get(facts.addr(vf))
-        if lease is not None and lease.domain_uuid != facts.domain.uuid:
-            dropped.append((vf, f"held by {lease.domain_name}"))
-        else:
-            kept.append(vf)
-    return kept, dropped
+def _held(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> Optional[str]:
+    lease = facts.live.get(facts.addr(vf))
+    return f"held by {lease.domain_name}" if lease is not None and lease.domain_uuid != facts.domain.uuid else None
 
 
-def _not_foreign_vfio(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mapping[str, str]) -> _Split:
+def _foreign_vfio(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> Optional[str]:
     # A VF bound to vfio-pci that no live lease explains is passed through by something vfplugin does not
     # know about (a hand-started QEMU, a domain defined before vfplugin): taking it would share the device.
-    kept: list[VfInfo] = []
-    dropped: list[tuple[VfInfo, str]] = []
-    for vf in vfs:
-        if vf.driver == "vfio-pci" and facts.addr(vf) not in facts.live:
-            dropped.append((vf, "bound to vfio-pci outside vfplugin"))
-        else:
-            kept.append(vf)
-    return kept, dropped
+    if vf.driver == "vfio-pci" and facts.addr(vf) not in facts.live:
+        return "bound to vfio-pci outside vfplugin"
+    return None
 
 
-def _not_chosen(nic: NicRequest, vfs: list[VfInfo], facts: _Facts, taken: Mapping[str, str]) -> _Split:
-    kept: list[VfInfo] = []
-    dropped: list[tuple[VfInfo, str]] = []
-    for vf in vfs:
-        other = taken.get(facts.addr(vf))
-        if other is not None:
-            dropped.append((vf, f"chosen for nic {other}"))
-        else:
-            kept.append(vf)
-    return kept, dropped
+def _chosen(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> Optional[str]:
+    other = taken.get(facts.addr(vf))
+    return f"chosen for nic {other}" if other is not None else None
 
 
-STEPS: tuple[tuple[str, _Step], ...] = (
-    ("selector", _select),
-    ("held", _not_held),
-    ("vfio", _not_foreign_vfio),
-    ("chosen", _not_chosen),
+STEPS: tuple[tuple[str, _Why], ...] = (
+    ("selector", _outside),
+    ("held", _held),
+    ("vfio", _foreign_vfio),
+    ("chosen", _chosen),
 )
 
 
@@ -228,9 +196,15 @@ def _rank_nic(
     kept = list(vfs)
     dropped: list[tuple[str, str, str]] = []
     selected = 0
-    for name, step in STEPS:
-        kept, out = step(nic, kept, facts, taken)
-        dropped.extend((name, facts.addr(vf), why) for vf, why in out)
+    for name, why_dropped in STEPS:
+        still = []
+        for vf in kept:
+            why = why_dropped(nic, vf, facts, taken)
+            if why is None:
+                still.append(vf)
+            else:
+                dropped.append((name, facts.addr(vf), why))
+        kept = still
         if name == "selector":
             selected = len(kept)
             if not kept:
