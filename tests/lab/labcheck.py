@@ -120,10 +120,10 @@ def cmd_list(args: argparse.Namespace) -> None:
         expect(len(vfs) == args.count, f"vfctl list shows {args.count} VFs (got {len(vfs)})")
     if args.model:
         odd = [e.get("address") for e in vfs if e.get("model") != args.model]
-        expect(not odd, f"every VF has model {args.model!r} (not: {odd})")
+        expect(not odd, f"every VF has model {args.model!r}" + (f" (not: {odd})" if odd else ""))
     if args.driver:
         odd = [e.get("address") for e in vfs if e.get("driver") != args.driver]
-        expect(not odd, f"every VF is bound to {args.driver} (not: {odd})")
+        expect(not odd, f"every VF is bound to {args.driver}" + (f" (not: {odd})" if odd else ""))
     for kv in args.held:
         vf, domain = kv.split("=", 1)
         entry = next((e for e in vfs if e.get("address") == vf), {})
