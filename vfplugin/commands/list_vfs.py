@@ -104,14 +104,19 @@ def table(items: Sequence[Mapping[str, Any]]) -> str:
 
 
 def read_leases(cfg: Any) -> dict[str, LeaseLike]:
-    """The ledger's leases by VF address; {} when the ledger file does not exist yet."""
-    if not os.path.exists(cfg.ledger):
-        return {}
-    from ..ledger import Ledger  # sqlite3 only when there is something to read
+    """The ledger's live leases by VF address; {} when the ledger file does not exist yet. A stale lease
+    (another boot, an expired reservation) is shown as free: the next claim takes it over."""
+    try:
+        os.lstat(cfg.ledger)
+    except FileNotFoundError:
+        return {}  # no sqlite3 import at all on this path
+    except OSError:
+        pass  # not os.path.exists: a ledger this user may not look at is not "all free"; Ledger.open says why
+    from ..ledger import Ledger
 
     ledger = Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl, create=False)
     try:
-        return {lease.vf: lease for lease in ledger.leases()}
+        return {lease.vf: lease for lease in ledger.leases() if not lease.stale}
     finally:
         ledger.close()
 
