@@ -292,3 +292,22 @@ def test_a_full_disk_at_open_gives_one_line(small_fs):
         with Ledger.open(path, boot_id="b") as ledger:
             ledger.claim("u-web", "web1", [Want(VF1, "net0")])
     assert one_line(e.value) == f"ledger {path}: {FULL} {small_fs}"
+
+
+def test_vfctl_list_as_a_user_who_cannot_see_the_ledger_says_so_instead_of_all_free(public_dir):
+    from tests.hosts import host_root
+
+    private = public_dir / "private"
+    private.mkdir(mode=0o700)  # as /var/lib/vfplugin is
+    path = private / "ledger.sqlite3"
+    Ledger.open(path, boot_id="b").close()
+    config = public_dir / "vfplugin.yaml"
+    config.write_text(f"sriov_nics: [eth2]\nsysfs_root: {host_root('example')}\nledger: {path}\n")
+    config.chmod(0o644)
+    code = ("import os, sys; os.setgid(65534); os.setuid(65534); from vfplugin.cli import main; "
+            f"sys.exit(main(['--config', {str(config)!r}, 'list', '--json']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert done.stderr.startswith(f"vfctl: ledger {path}: cannot look at it"), done.stderr
+    assert done.stderr.count("\n") == 1
