@@ -102,6 +102,11 @@ def _vf_message(vf_index: int, key: str, value: Any, current: Mapping[str, Any])
     return {"vf": vf_index, "rate": rate}
 
 
+def _errno_name(code: int) -> str:
+    # Linux gives ENOTSUP and EOPNOTSUPP one number and Python names it ENOTSUP; drivers return -EOPNOTSUPP.
+    return "EOPNOTSUPP" if code == errno.EOPNOTSUPP else errno.errorcode.get(code, str(code))
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -122,7 +127,7 @@ def _set(ipr: Any, index: int, pf: str, vf_index: int, key: str, value: Any, cur
             setting=key,
             value=_shown(value),
             vf_index=vf_index,
-            reason=f"{errno.errorcode.get(code, code)} ({os.strerror(code)})",
+            reason=f"{_errno_name(code)} ({os.strerror(code)})",
         ) from None
     if key in ("min_tx_rate", "max_tx_rate"):
         current[key] = int(value)
