@@ -158,29 +158,25 @@ def _run(
 
     setup("vfplugin-hook", domain=name, operation=f"{operation}/{sub}")
     ctx: Optional[_Context] = None
-    # Until the XML is parsed, "ours" is the cheap guess: the request namespace is present.
-    ours = REQUEST_MARK in xml
+
+    def refuse(line: str) -> int:
+        # Only a domain that is vfplugin's may be stopped by vfplugin, and only where libvirt lets a hook refuse.
+        # Before the context exists, "ours" is the cheap guess the context would start from.
+        ours = ctx.ours if ctx is not None else REQUEST_MARK in xml
+        if operation in CAN_REFUSE and ours:
+            print(f"vfplugin: {line}", file=err)
+            return 1
+        return 0
+
     try:
         ctx = _Context(name, xml, out)
-        result = handler(ctx)
-        ours = ctx.ours
-        return result
+        return handler(ctx)
     except VfpluginError as e:
-        ours = ctx.ours if ctx is not None else ours
         LOG.error("%s", e)
-        if operation in CAN_REFUSE and ours:
-            print(f"vfplugin: {e}", file=err)
-            return 1
-        return 0
+        return refuse(str(e))
     except Exception as e:  # a bug: the traceback goes to the log, never to the user's terminal
-        ours = ctx.ours if ctx is not None else ours
         LOG.exception("internal error")
-        if operation in CAN_REFUSE and ours:
-            print(
-                f"vfplugin: internal error: {type(e).__name__}: {e} (traceback in the system log)", file=err
-            )
-            return 1
-        return 0
+        return refuse(f"internal error: {type(e).__name__}: {e} (traceback in the system log)")
 
 
 # --- the actions -----------------------------------------------------------------------------------------
