@@ -79,7 +79,11 @@ def configure(config: Config, sysfs: Sysfs, ledger: Ledger, uuid: str, name: str
         from . import netlink  # only here: a VF without settings needs no netlink at all
 
         previous = netlink.apply(h.pf, h.vf_index, settings)
-        ledger.save_settings(uuid, h.vf, {"pf": h.pf, "vf_index": h.vf_index, "settings": previous})
+        held = ledger.lease(h.vf)
+        # A lease that already saved settings (a second prepare after a crash) keeps the originals it saved:
+        # what apply found this time is vfplugin's own earlier work.
+        if held is None or not (held.saved or {}).get("settings"):
+            ledger.save_settings(uuid, h.vf, {"pf": h.pf, "vf_index": h.vf_index, "settings": previous})
     try:
         plug(config, sysfs, uuid, name, h)
     except VfpluginError:
