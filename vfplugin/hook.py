@@ -117,11 +117,7 @@ class _Context:
         from .errors import RequestError
         from .plan import duplicates, holdings
 
-        def locate(address: Any) -> Optional[tuple[str, int]]:
-            vf = self.sysfs.vf(address)
-            return (vf.pf, vf.vf_index) if vf is not None and vf.pf else None
-
-        held = holdings(self.domain, self.config, locate)
+        held = holdings(self.domain, self.config, self.sysfs.locate)
         if held:
             self.ours = True
         twice = duplicates(held)

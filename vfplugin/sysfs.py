@@ -352,6 +352,11 @@ class Sysfs:
                 return int(match.group(1))
         return None
 
+    def locate(self, address: PciAddress) -> Optional[tuple[str, int]]:
+        """(PF netdev, VF index) of VF ``address``, or None: what plan.holdings needs to know of a hostdev."""
+        vf = self.vf(address)
+        return (vf.pf, vf.vf_index) if vf is not None and vf.pf else None
+
     def pf_name_of(self, address: PciAddress) -> Optional[str]:
         """The netdev name of the PF that owns VF ``address`` (a few readlinks), or None if it is not a VF."""
         physfn = f"{self._sys}/bus/pci/devices/{address}/physfn"

@@ -28,16 +28,12 @@ def running_holdings(uri: str, cfg: Any, sysfs: Any) -> dict[str, tuple[str, lis
     from ..log import LOG
     from ..plan import holdings
 
-    def locate(address: Any) -> Any:
-        vf = sysfs.vf(address)
-        return (vf.pf, vf.vf_index) if vf is not None and vf.pf else None
-
     running: dict[str, tuple[str, list[Any]]] = {}
     with virt.connect(uri) as conn:
         for dom in virt.running_domains(conn):
             name, uuid = dom.name(), dom.UUIDString()
             try:
-                held = holdings(parse_domain(virt.xml(dom), source=f"domain {name}"), cfg, locate)
+                held = holdings(parse_domain(virt.xml(dom), source=f"domain {name}"), cfg, sysfs.locate)
             except VfpluginError as e:
                 LOG.warning("reconcile: %s", e)
                 held = []
