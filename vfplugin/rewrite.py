@@ -34,6 +34,11 @@ class Assignment:
         nic = self.choice.nic
         return Want(vf=str(self.choice.vf.address), nic_id=nic.id, mac=self.mac, vlan=nic.vlan)
 
+    def describe(self) -> str:
+        """``net0: VF 0000:0a:10.0 (eth2 vf 0), MAC 52:54:00:..``, as vfctl reports a choice."""
+        vf = self.choice.vf
+        return f"{self.choice.nic.id}: VF {vf.address} ({vf.pf} vf {vf.vf_index}), MAC {self.mac}"
+
 
 def domain_uuid(domain: Domain) -> str:
     """The domain's UUID; a domain written without one gets one now (libvirt would invent it at define)."""
@@ -47,6 +52,12 @@ def numa_nodes(domain: Domain, cpu_nodes: Mapping[int, int]) -> frozenset[int]:
     """NUMA nodes the domain is pinned to: <numatune> nodes plus the nodes of its <vcpu cpuset>."""
     hint = domain.numa_hint()
     return frozenset(hint.nodeset) | frozenset(cpu_nodes[c] for c in hint.cpuset if c in cpu_nodes)
+
+
+def _bound_by_hand(domain: Domain, nics: Sequence[NicRequest]) -> list[NicRequest]:
+    """The vf= requests that name one of the domain's hand-written hostdevs: that hostdev is their VF already."""
+    adopted = {str(r.address) for r in domain.hostdevs() if r.nic_id is None}
+    return [nic for nic in nics if nic.selector == "vf" and nic.value in adopted]
 
 
 def _plan(
@@ -67,7 +78,8 @@ def _plan(
     # Hand-written hostdevs of this domain are its own (adopted): never hand them to one of its requests too.
     adopted = {str(r.address) for r in refs if r.nic_id is None}
     # ... except to a vf= request naming one of them: that hostdev already is the request's VF.
-    nics = [nic for nic in nics if not (nic.selector == "vf" and nic.value in adopted)]
+    bound = {nic.id for nic in _bound_by_hand(domain, nics)}
+    nics = [nic for nic in nics if nic.id not in bound]
     # Nor a VF another of its nics keeps (attach plans one nic while the others stay where they are).
     planned = {nic.id for nic in nics}
     busy = adopted | {str(r.address) for r in refs if r.nic_id and r.nic_id not in planned}
@@ -139,12 +151,7 @@ def assign_and_reserve(
     if not wanted:
         return []
     result: list[Assignment] = []
-    adopted = {str(r.address) for r in domain.hostdevs() if r.nic_id is None}
-    bound = [
-        Want(vf=n.value, nic_id=n.id, mac=n.mac, vlan=n.vlan)
-        for n in wanted
-        if n.selector == "vf" and n.value in adopted
-    ]
+    bound = [Want(vf=n.value, nic_id=n.id, mac=n.mac, vlan=n.vlan) for n in _bound_by_hand(domain, wanted)]
 
     def pick(snapshot: Snapshot) -> list[Want]:
         result[:] = _plan(

@@ -95,8 +95,5 @@ def run(args: argparse.Namespace) -> int:
                 ledger.release(uuid, vfs=[str(vf.address)], reason="attach failed")
                 raise
     where = " and ".join(w for w, on in (("live", live), ("config", persistent)) if on)
-    print(
-        f"attached {nic.id}: VF {vf.address} ({vf.pf} vf {vf.vf_index}), MAC {assignment.mac} "
-        f"to {args.domain} ({where})"
-    )
+    print(f"attached {assignment.describe()} to {args.domain} ({where})")
     return 0

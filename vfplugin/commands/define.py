@@ -30,8 +30,5 @@ def run(args: argparse.Namespace) -> int:
             raise
     print(f"Domain '{domain.name}' defined from {args.file}")
     for a in assignments:
-        print(
-            f"  {a.choice.nic.id}: VF {a.choice.vf.address} "
-            f"({a.choice.vf.pf} vf {a.choice.vf.vf_index}), MAC {a.mac}"
-        )
+        print(f"  {a.describe()}")
     return 0

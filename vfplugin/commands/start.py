@@ -38,8 +38,5 @@ def run(args: argparse.Namespace) -> int:
         virt.call(f"start {args.domain}", dom.create)
     print(f"Domain '{args.domain}' started")
     for a in assignments:
-        print(
-            f"  {a.choice.nic.id}: VF {a.choice.vf.address} "
-            f"({a.choice.vf.pf} vf {a.choice.vf.vf_index}), MAC {a.mac}"
-        )
+        print(f"  {a.describe()}")
     return 0
