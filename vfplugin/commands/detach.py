@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import ALIAS_PREFIX
-from . import config, host, open_ledger
+from . import config, open_ledger
 from .attach import flags
 
 HELP = "remove a vfplugin nic from a domain: interface detached, request dropped, VF released (--live/--config)"
@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from ..domxml import parse_domain
     from ..errors import VfpluginError
     from ..request import metadata_fragment
+    from ..sysfs import Sysfs
 
     cfg = config(args)
     with virt.connect(args.connect) as conn:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             if ref is not None and (not inactive or not running):
                 released.append((domain.uuid or args.domain, str(ref.address)))
         if released:
-            sysfs, _ = host(cfg)
+            sysfs = Sysfs(cfg.sysfs_root)  # no discovery: only the released VFs are looked up
             with open_ledger(cfg) as ledger:
                 for uuid, vf in released:
                     lease = ledger.lease(vf)
