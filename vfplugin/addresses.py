@@ -7,9 +7,9 @@ value afterwards. Pure: no I/O, standard library only (the hook imports this on 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from .errors import InvalidValue
+from .record import Record
 
 _PCI_RE = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
@@ -19,14 +19,16 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.+:-]{1,64}$")
 _NIC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
-@dataclass(frozen=True, order=True)
-class PciAddress:
-    """A PCI function address, ``0000:0a:00.2``."""
+class PciAddress(Record):
+    """A PCI function address, ``0000:0a:00.2``; ordered as the kernel lists them."""
 
-    domain: int
-    bus: int
-    slot: int
-    function: int
+    __slots__ = ("domain", "bus", "slot", "function")
+
+    def __init__(self, domain: int, bus: int, slot: int, function: int) -> None:
+        self.domain, self.bus, self.slot, self.function = domain, bus, slot, function
+
+    def __lt__(self, other: PciAddress) -> bool:
+        return self._values() < other._values()
 
     @classmethod
     def parse(cls, text: str) -> PciAddress:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import DEFAULT_CONFIG
 from .addresses import parse_ifname, parse_int, parse_mac_prefix, parse_name
 from .errors import ConfigError, InvalidValue
+from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
@@ -26,38 +26,54 @@ CACHE_DIR = Path("/run/vfplugin")  # tmpfs: gone at reboot, 0700 root
 CACHE_FILE = "config-cache.json"
 
 
-@dataclass(frozen=True)
-class Network:
+class Network(Record):
     """One ``ifname/bridge/ip-or-wire`` entry, as on the reference platform."""
 
-    ifname: str
-    bridge: str
-    address: str
+    __slots__ = ("ifname", "bridge", "address")
+
+    def __init__(self, ifname: str, bridge: str, address: str) -> None:
+        self.ifname, self.bridge, self.address = ifname, bridge, address
 
 
-@dataclass(frozen=True)
-class Pool:
+class Pool(Record):
     """A named set of VFs: those of ``pfs`` (all managed PFs when empty) whose model is ``model`` (any if None)."""
 
-    name: str
-    pfs: tuple[str, ...] = ()
-    model: Optional[str] = None
+    __slots__ = ("name", "pfs", "model")
+
+    def __init__(self, name: str, pfs: tuple[str, ...] = (), model: Optional[str] = None) -> None:
+        self.name, self.pfs, self.model = name, pfs, model
 
     def admits(self, pf: str, model: str) -> bool:
         return (not self.pfs or pf in self.pfs) and (self.model is None or self.model == model)
 
 
-@dataclass(frozen=True)
-class Config:
-    sriov_nics: tuple[str, ...] = ()
-    ovs_offload_nics: tuple[str, ...] = ()
-    networks: tuple[Network, ...] = ()
-    pools: tuple[Pool, ...] = ()
-    ledger: Path = Path(DEFAULT_LEDGER)
-    mac_prefix: str = "52:54:00"
-    reservation_ttl: int = 300
-    sysfs_root: Path = Path("/")
-    source: Optional[Path] = field(default=None, compare=False)  # None: no file, defaults in force
+class Config(Record):
+    """The whole configuration, validated; ``Config()`` is the defaults."""
+
+    __slots__ = (
+        "sriov_nics", "ovs_offload_nics", "networks", "pools", "ledger", "mac_prefix", "reservation_ttl",
+        "sysfs_root", "source",
+    )
+
+    def __init__(
+        self,
+        sriov_nics: tuple[str, ...] = (),
+        ovs_offload_nics: tuple[str, ...] = (),
+        networks: tuple[Network, ...] = (),
+        pools: tuple[Pool, ...] = (),
+        ledger: Path = Path(DEFAULT_LEDGER),
+        mac_prefix: str = "52:54:00",
+        reservation_ttl: int = 300,
+        sysfs_root: Path = Path("/"),
+        source: Optional[Path] = None,  # None: no file, defaults in force
+    ) -> None:
+        self.sriov_nics, self.ovs_offload_nics = sriov_nics, ovs_offload_nics
+        self.networks, self.pools = networks, pools
+        self.ledger, self.mac_prefix, self.reservation_ttl = ledger, mac_prefix, reservation_ttl
+        self.sysfs_root, self.source = sysfs_root, source
+
+    def _values(self) -> tuple[object, ...]:
+        return super()._values()[:-1]  # where it was read from is no part of what it says
 
     @property
     def managed_pfs(self) -> tuple[str, ...]:

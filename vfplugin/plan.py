@@ -9,31 +9,38 @@ lookup in the hook and a dictionary in tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-from .addresses import PciAddress
-from .config import Config
 from .errors import RequestError
-from .request import NicRequest
+from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Optional
-    Locate = Callable[[PciAddress], Optional[tuple[str, int]]]
+
+    from .addresses import PciAddress
+    from .config import Config
     from .domxml import Domain
+    from .request import NicRequest
+    Locate = Callable[[PciAddress], Optional[tuple[str, int]]]
 
 
+class Holding(Record):
+    """A VF the domain holds while it runs, where it sits, and what its XML says of it."""
 
-@dataclass(frozen=True)
-class Holding:
-    address: PciAddress
-    pf: str
-    vf_index: int
-    nic: Optional[NicRequest]  # None: an adopted hand-written hostdev
-    kind: str  # "interface" (libvirt sets MAC/VLAN) or "hostdev" (plain: vfplugin sets the MAC if asked)
-    mac: Optional[str]
-    vlan: Optional[int]
+    __slots__ = ("address", "pf", "vf_index", "nic", "kind", "mac", "vlan")
+
+    def __init__(
+        self,
+        address: PciAddress,
+        pf: str,
+        vf_index: int,
+        nic: Optional[NicRequest],  # None: an adopted hand-written hostdev
+        kind: str,  # "interface" (libvirt sets MAC/VLAN) or "hostdev" (plain: vfplugin sets the MAC if asked)
+        mac: Optional[str],
+        vlan: Optional[int],
+    ) -> None:
+        self.address, self.pf, self.vf_index, self.nic = address, pf, vf_index, nic
+        self.kind, self.mac, self.vlan = kind, mac, vlan
 
     @property
     def vf(self) -> str:

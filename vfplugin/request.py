@@ -8,14 +8,13 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-
 from .addresses import PciAddress, parse_ifname, parse_int, parse_mac, parse_name, parse_nic_id, parse_vlan
 from .errors import InvalidValue
+from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import Optional
 
 SELECTORS = ("pool", "model", "pf", "vf")
@@ -25,19 +24,29 @@ ATTRIBUTES = ("id",) + SELECTORS + _OPTIONS
 _ONOFF = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
 
 
-@dataclass(frozen=True)
-class NicRequest:
-    id: str
-    selector: str  # one of SELECTORS
-    value: str  # pool name, model name, PF netdev or VF PCI address (normalized)
-    mac: Optional[str] = None
-    vlan: Optional[int] = None
-    qos: Optional[int] = None
-    trust: Optional[bool] = None
-    spoofchk: Optional[bool] = None
-    link_state: Optional[str] = None
-    min_tx_rate: Optional[int] = None
-    max_tx_rate: Optional[int] = None
+class NicRequest(Record):
+    """One ``<vfp:nic>``: a selector (which VF) and the options (how to set it up), validated."""
+
+    __slots__ = ("id", "selector", "value") + _OPTIONS
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - the request's own word (<vfp:nic id=...>)
+        selector: str,  # one of SELECTORS
+        value: str,  # pool name, model name, PF netdev or VF PCI address (normalized)
+        mac: Optional[str] = None,
+        vlan: Optional[int] = None,
+        qos: Optional[int] = None,
+        trust: Optional[bool] = None,
+        spoofchk: Optional[bool] = None,
+        link_state: Optional[str] = None,
+        min_tx_rate: Optional[int] = None,
+        max_tx_rate: Optional[int] = None,
+    ) -> None:
+        self.id, self.selector, self.value = id, selector, value
+        self.mac, self.vlan, self.qos = mac, vlan, qos
+        self.trust, self.spoofchk, self.link_state = trust, spoofchk, link_state
+        self.min_tx_rate, self.max_tx_rate = min_tx_rate, max_tx_rate
 
     @property
     def alias(self) -> str:

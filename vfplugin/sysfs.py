@@ -14,11 +14,11 @@ import errno
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from .addresses import PciAddress
 from .errors import HostError, InvalidValue, PfNotFound, PfNotPci, PfNotSriov, VfCountRefused
+from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
@@ -46,33 +46,56 @@ def parse_representor_name(phys_port_name: str) -> Optional[tuple[Optional[int],
     return None
 
 
-@dataclass(frozen=True)
-class VF:
-    address: PciAddress
-    pf: str
-    pf_address: PciAddress
-    vf_index: int
-    vendor_id: str  # 4 lowercase hex digits
-    device_id: str
-    numa_node: Optional[int]
-    iommu_group: Optional[int]
-    driver: Optional[str]
-    netdev: Optional[str]
-    representor: Optional[str]
+class VF(Record):
+    """A virtual function as sysfs shows it."""
+
+    __slots__ = (
+        "address", "pf", "pf_address", "vf_index", "vendor_id", "device_id", "numa_node", "iommu_group", "driver",
+        "netdev", "representor",
+    )
+
+    def __init__(
+        self,
+        address: PciAddress,
+        pf: str,
+        pf_address: PciAddress,
+        vf_index: int,
+        vendor_id: str,  # 4 lowercase hex digits
+        device_id: str,
+        numa_node: Optional[int],
+        iommu_group: Optional[int],
+        driver: Optional[str],  # a host driver (igbvf, iavf, mlx5_core) or vfio-pci
+        netdev: Optional[str],  # while bound to a host driver
+        representor: Optional[str],  # switchdev mode only
+    ) -> None:
+        self.address, self.pf, self.pf_address, self.vf_index = address, pf, pf_address, vf_index
+        self.vendor_id, self.device_id, self.numa_node, self.iommu_group = vendor_id, device_id, numa_node, iommu_group
+        self.driver, self.netdev, self.representor = driver, netdev, representor
 
 
-@dataclass(frozen=True)
-class PF:
-    name: str
-    address: PciAddress
-    vendor_id: str
-    device_id: str
-    driver: Optional[str]
-    numa_node: Optional[int]
-    total_vfs: int
-    num_vfs: int
-    switch_id: Optional[str]  # phys_switch_id: set in switchdev mode (and on some NICs always)
-    vfs: tuple[VF, ...]
+class PF(Record):
+    """A physical function with SR-IOV, and its VFs."""
+
+    __slots__ = (
+        "name", "address", "vendor_id", "device_id", "driver", "numa_node", "total_vfs", "num_vfs", "switch_id", "vfs",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        address: PciAddress,
+        vendor_id: str,
+        device_id: str,
+        driver: Optional[str],
+        numa_node: Optional[int],
+        total_vfs: int,
+        num_vfs: int,
+        switch_id: Optional[str],  # phys_switch_id: set in switchdev mode (and on some NICs always)
+        vfs: tuple[VF, ...],
+    ) -> None:
+        self.name, self.address, self.vendor_id, self.device_id = name, address, vendor_id, device_id
+        self.driver, self.numa_node, self.total_vfs, self.num_vfs = driver, numa_node, total_vfs, num_vfs
+        self.switch_id, self.vfs = switch_id, vfs
 
 
 def _read(path: str) -> Optional[str]:
