@@ -14,47 +14,61 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from lxml import etree
 
 from . import ALIAS_PREFIX, REQUEST_NS
-from .addresses import PciAddress, parse_mac, parse_mac_prefix, parse_vlan
+from .addresses import PciAddress, parse_mac, parse_mac_prefix
+from .domread import (
+    ADDRESS,
+    ALIAS,
+    ALIAS_NAME,
+    DEVICES,
+    IFACE,
+    MAC,
+    MAC_ADDRESS,
+    MAX_BYTES,
+    METADATA,
+    NAME,
+    NIC,
+    NIC_ID,
+    NICS,
+    SOURCE,
+    TAG,
+    TAG_ID,
+    UUID,
+    VLAN,
+    DomainFacts,
+    HostdevRef,
+    NumaHint,
+    Reader,
+    canonical_uuid,
+    parse_nodeset,
+    screen,
+)
 from .errors import InvalidValue, RequestError
-from .request import NicRequest, parse_request
+from .request import NicRequest
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
     from typing import AbstractSet, Optional, Union
     Data = Union[bytes, str]
 
-MAX_BYTES = 4 * 1024 * 1024  # libvirt's own limit for a domain XML is 10 MiB; real ones are a few KiB
-MAX_CPU = 16383  # libvirt's cpumask length (VIR_DOMAIN_CPUMASK_LEN) - 1: bounds a "0-4000000000" cpuset
+__all__ = ["MAX_BYTES", "Domain", "DomainFacts", "HostdevRef", "NumaHint", "parse_domain", "parse_nodeset"]
 
-# --- every XML name vfplugin reads or writes, declared once -------------------------------------------------
+# --- the XPaths of the edits (domread.py declares every name it reads) --------------------------------------
 _NS = {"vfp": REQUEST_NS}
-NICS = f"{{{REQUEST_NS}}}nics"  # <metadata><vfp:nics xmlns:vfp="urn:vfplugin:1">
-NIC = f"{{{REQUEST_NS}}}nic"  # its <vfp:nic id=".." pool=".." .../> children (attributes: request.ATTRIBUTES)
-X_NAME = etree.XPath("string(./name)")
-X_UUID = etree.XPath("./uuid")
 X_METADATA = etree.XPath("./metadata")
 X_NICS = etree.XPath("./metadata/vfp:nics", namespaces=_NS)  # by namespace URI, whatever the prefix
 X_DEVICES = etree.XPath("./devices")
 X_INTERFACES = etree.XPath("./devices/interface")
-X_OWNED = etree.XPath("./devices/*[alias[starts-with(@name, $prefix)]]")  # ua-vfplugin-<id>, any device kind
-X_PCI_INTERFACES = etree.XPath("./devices/interface[@type='hostdev'][source/address[@type='pci']]")
-X_PCI_HOSTDEVS = etree.XPath("./devices/hostdev[@mode='subsystem'][@type='pci'][source/address]")
+# ua-vfplugin-<id>, any device kind; the first <alias> counts, as in domread.Reader
+X_OWNED = etree.XPath("./devices/*[alias[1][starts-with(@name, $prefix)]]")
 X_MACS = etree.XPath("./devices/interface/mac/@address")
-X_NODESET = etree.XPath("string(./numatune/memory/@nodeset)")
-X_CPUSET = etree.XPath("string(./vcpu/@cpuset)")
-# Elements written: <domain> children, then the owned interface as libvirt formats it (DESIGN.md section 3).
+# Elements written: the owned interface as libvirt formats it (DESIGN.md section 3).
 # <vlan> has no qos in libvirt's schema (networkcommon.rng "vlan"): a qos priority is set through netlink.
-DOMAIN, NAME, UUID, METADATA, DEVICES = "domain", "name", "uuid", "metadata", "devices"
-IFACE, MAC, SOURCE, ADDRESS = "interface", "mac", "source", "address"
-VLAN, TAG, ALIAS = "vlan", "tag", "alias"
-# Attributes: <interface type='hostdev' managed='yes'>, <mac address>, <tag id>, <alias name>, <vfp:nic id>
+# Attributes: <interface type='hostdev' managed='yes'>
 IFACE_ATTRS = {"type": "hostdev", "managed": "yes"}
-MAC_ADDRESS, TAG_ID, ALIAS_NAME, NIC_ID = "address", "id", "name", "id"
 # Where libvirt itself writes <metadata>: after these (domain_conf.c, virDomainDefFormatInternal).
 METADATA_AFTER = (NAME, UUID, "genid", "title", "description")
 
@@ -66,41 +80,16 @@ _SAFE_PARSER = dict(
 _FOREIGN_ENCODING = re.compile(rb"""encoding\s*=\s*["'](?!utf-?8["'])""", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class HostdevRef:
-    """A PCI device the domain passes through: an ``<interface type='hostdev'>`` or a ``<hostdev>``."""
-
-    address: PciAddress
-    kind: str  # "interface" | "hostdev"
-    nic_id: Optional[str]  # from the alias ua-vfplugin-<id>; None for a hand-written device
-    mac: Optional[str]
-    vlan: Optional[int]
-
-
-@dataclass(frozen=True)
-class NumaHint:
-    """Where the domain is pinned: ``<numatune><memory nodeset>`` nodes, ``<vcpu cpuset>`` CPUs (or empty)."""
-
-    nodeset: frozenset[int]
-    cpuset: frozenset[int]
-
-
 def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
     """Parse and validate a domain XML, its request and its passed-through devices; RequestError if bad."""
 
     def fail(problem: str) -> RequestError:
         return RequestError(source=source, problem=problem)
 
-    if len(data) > MAX_BYTES:  # before encoding or parsing anything: a str has at most as many chars as bytes
+    if len(data) > MAX_BYTES:  # before encoding anything: a str has at most as many chars as bytes
         raise fail(f"input is {len(data)} bytes, above the {MAX_BYTES}-byte limit for a domain XML")
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    if len(raw) > MAX_BYTES:
-        raise fail(f"input is {len(raw)} bytes, above the {MAX_BYTES}-byte limit for a domain XML")
-    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in raw[:4]:
-        raise fail("not UTF-8 text (libvirt writes domain XML in UTF-8)")
-    declaration, problem = _prolog(raw)
-    if problem:
-        raise fail(problem)
+    declaration = screen(raw, source)
     if isinstance(data, str) and declaration and _FOREIGN_ENCODING.search(declaration):
         raise fail("text whose XML declaration names an encoding other than UTF-8: pass the raw bytes")
     parser = etree.XMLParser(**_SAFE_PARSER)
@@ -118,97 +107,26 @@ def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
         raise fail("a DOCTYPE is not allowed in a domain XML")
     if any(True for _ in root.iter(etree.Entity)):
         raise fail("entity references are not allowed in a domain XML")
-    if root.tag != DOMAIN:
-        raise fail(f"the root element is <{root.tag}>, expected <domain>")
     domain = Domain(root, source, declaration, raw.endswith(b"\n"))
-    if not domain.name:
-        raise fail("the domain has no <name>")
-    try:
-        _ = domain.uuid
-    except ValueError as e:
-        raise fail(str(e)) from None
-    aliases: set[str] = set()
-    for element in X_OWNED(root, prefix=ALIAS_PREFIX):
-        alias = element.find(ALIAS).get(ALIAS_NAME)
-        if alias in aliases:
-            raise fail(f"alias {alias!r} is on two devices; libvirt aliases are unique")
-        aliases.add(alias)
-    domain.requests()  # validate eagerly: after parse_domain, reading never raises
-    domain.hostdevs()
-    domain.numa_hint()
+    _ = domain.facts  # validate eagerly: after parse_domain, reading never raises
     return domain
 
 
-def _prolog(raw: bytes) -> tuple[Optional[bytes], Optional[str]]:
-    """The XML declaration with the blank after it (verbatim, or None); a problem if there is a DOCTYPE.
-
-    Scanned by hand before lxml sees the text: lxml would read an internal subset and its entity declarations
-    (billion laughs) even with resolve_entities=False; a DOCTYPE can only stand in the prolog.
-    """
-    pos = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
-    declaration = None
-    if raw.startswith(b"<?xml", pos) and raw[pos + 5 : pos + 6].isspace():
-        end = raw.find(b"?>", pos)
-        if end < 0:
-            return None, "malformed XML at line 1: unterminated XML declaration"
-        start, pos = pos, end + 2
-        while pos < len(raw) and raw[pos : pos + 1].isspace():
-            pos += 1
-        declaration = raw[start:pos]
-    while True:
-        while pos < len(raw) and raw[pos : pos + 1].isspace():
-            pos += 1
-        if raw.startswith(b"<!--", pos):
-            end, close = raw.find(b"-->", pos + 4), 3
-        elif raw.startswith(b"<?", pos):
-            end, close = raw.find(b"?>", pos + 2), 2
-        elif raw[pos : pos + 9].upper() == b"<!DOCTYPE":
-            return declaration, "a DOCTYPE (with its entity declarations) is not allowed in a domain XML"
-        else:
-            return declaration, None
-        if end < 0:
-            return declaration, None  # unterminated: lxml reports it with its line number
-        pos = end + close
-
-
-def _canonical_uuid(text: str) -> str:
-    digits = text.replace("-", "").lower()
-    if len(digits) != 32 or any(c not in "0123456789abcdef" for c in digits):
-        raise ValueError(f"<uuid> {text!r} is not a UUID")
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
-
-
-def parse_nodeset(text: str, what: str) -> frozenset[int]:
-    """libvirt's bitmap syntax (``0-3,^2,8``): numbers, ranges, and ``^N`` to exclude one (virbitmap.c)."""
-    # Bit masks, not sets: a hostile "0-16383,0-16383,..." costs one big-int OR per range, not 16384 adds.
-    include = exclude = 0
-    for part in text.split(","):
-        item = part.strip()
-        try:
-            if item.startswith("^"):
-                exclude |= 1 << _bounded(item[1:])
-            elif "-" in item:
-                low, high = (_bounded(x) for x in item.split("-", 1))
-                if low > high:
-                    raise ValueError(item)
-                include |= ((1 << (high - low + 1)) - 1) << low
-            else:
-                include |= 1 << _bounded(item)
-        except ValueError:
-            raise InvalidValue(what=what, value=text, problem="expected a list like 0-3,^2,8") from None
-    mask = include & ~exclude
-    return frozenset(i for i in range(mask.bit_length()) if mask >> i & 1)
-
-
-def _bounded(text: str) -> int:
-    value = int(text.strip(), 10)
-    if not 0 <= value <= MAX_CPU:
-        raise ValueError(text)
-    return value
+def _walk(element: etree._Element, reader: Reader) -> None:
+    """Feed ``reader`` the events an expat parse of this element would give (comments and PIs left out)."""
+    reader.start(element.tag, element.attrib, element.sourceline)
+    if element.text:
+        reader.text(element.text)
+    for child in element:
+        if isinstance(child.tag, str):
+            _walk(child, reader)
+        if child.tail:
+            reader.text(child.tail)
+    reader.end()
 
 
 class Domain:
-    """One parsed domain XML; reads go through the tree, writes edit it in place."""
+    """One parsed domain XML: reads come from ``facts`` (domread.Reader over the tree), writes edit the tree."""
 
     def __init__(
         self, root: etree._Element, source: str, declaration: Optional[bytes], newline: bool
@@ -226,101 +144,44 @@ class Domain:
 
     # --- reading --------------------------------------------------------------------------------------------
     @property
+    def facts(self) -> DomainFacts:
+        """Name, UUID, requests, passed-through devices and NUMA pinning, read as the hook reads them.
+
+        Read from the tree on every call (a walk of a few hundred elements): never stale after an edit."""
+        reader = Reader(self.source)
+        _walk(self._root, reader)
+        return reader.facts()
+
+    @property
     def name(self) -> str:
-        return str(X_NAME(self._root)).strip()
+        return self.facts.name
 
     @property
     def uuid(self) -> Optional[str]:
-        """The UUID in libvirt's canonical form (lower case, dashed): generated MACs derive from it."""
-        found = X_UUID(self._root)
-        text = (found[0].text or "").strip() if found else ""
-        return _canonical_uuid(text) if text else None
-
-    def _nic_elements(self) -> Iterator[etree._Element]:
-        containers = X_NICS(self._root)
-        if len(containers) > 1:
-            raise self._fail(f"<metadata> has {len(containers)} <nics> elements of {REQUEST_NS}; keep one")
-        for container in containers:
-            for child in container:
-                if not isinstance(child.tag, str):
-                    continue  # comments and processing instructions
-                if child.tag != NIC:
-                    name = etree.QName(child).localname
-                    raise self._fail(f"unexpected <{name}> in <nics>: only <nic> is known")
-                yield child
+        return self.facts.uuid
 
     def requests(self) -> tuple[NicRequest, ...]:
-        """The domain's ``<vfp:nic>`` requests, validated (duplicate ids, VFs or MACs are refused)."""
-        nics: list[NicRequest] = []
-        by_id: dict[str, NicRequest] = {}
-        by_vf: dict[str, NicRequest] = {}
-        by_mac: dict[str, NicRequest] = {}
-        for index, element in enumerate(self._nic_elements(), 1):
-            label = repr(element.get(NIC_ID)) if element.get(NIC_ID) else f"#{index}"
-            try:
-                nic = parse_request(dict(element.attrib))
-            except InvalidValue as e:
-                text = str(e)  # request.py may name the nic already ("nic 'net0' 'pool,pf' is invalid")
-                text = text if text.startswith(f"nic {label} ") else f"nic {label}: {text}"
-                raise self._fail(text) from None
-            if nic.id in by_id:
-                raise self._fail(f"nic id {nic.id!r} is used twice; give each <nic> its own id")
-            other = by_vf.get(nic.value) if nic.selector == "vf" else None
-            if other is not None:
-                raise self._fail(f"nics {other.id!r} and {nic.id!r} both ask for VF {nic.value}")
-            other = by_mac.get(nic.mac) if nic.mac else None
-            if other is not None:
-                raise self._fail(f"nics {other.id!r} and {nic.id!r} both ask for MAC {nic.mac}")
-            by_id[nic.id] = nic
-            if nic.selector == "vf":
-                by_vf[nic.value] = nic
-            if nic.mac:
-                by_mac[nic.mac] = nic
-            nics.append(nic)
-        return tuple(nics)
+        return self.facts.requests
 
     def has_request(self) -> bool:
-        return any(True for _ in self._nic_elements())
+        return bool(self.facts.requests)
 
     def hostdevs(self) -> tuple[HostdevRef, ...]:
-        """Every PCI device passed through, in document order of each kind (interfaces first)."""
-        refs: list[HostdevRef] = []
-        kinds = (("interface", X_PCI_INTERFACES), ("hostdev", X_PCI_HOSTDEVS))
-        for kind, elements in ((k, xpath(self._root)) for k, xpath in kinds):
-            for element in elements:
-                address_element = element.find(f"{SOURCE}/{ADDRESS}")
-                try:
-                    address = PciAddress.from_libvirt(dict(address_element.attrib))
-                    mac_element = element.find(MAC)
-                    mac_text = mac_element.get(MAC_ADDRESS) if mac_element is not None else None
-                    mac = parse_mac(mac_text) if mac_text else None
-                    tag = element.find(f"{VLAN}/{TAG}")
-                    vlan = parse_vlan(tag.get(TAG_ID)) if tag is not None else None
-                except InvalidValue as e:
-                    raise self._fail(f"<{kind}> at line {element.sourceline}: {e}") from None
-                refs.append(HostdevRef(address, kind, self._nic_id(element), mac, vlan))
-        seen: dict[PciAddress, HostdevRef] = {}
-        for ref in refs:
-            if ref.address in seen:
-                raise self._fail(f"PCI device {ref.address} is passed through twice")
-            seen[ref.address] = ref
-        return tuple(refs)
+        return self.facts.hostdevs
+
+    def numa_hint(self) -> NumaHint:
+        return self.facts.numa
+
+    def _nic_elements(self) -> Iterator[etree._Element]:
+        """The ``<vfp:nic>`` elements (facts has validated them: one container, only <nic> children)."""
+        for container in X_NICS(self._root):
+            yield from (child for child in container if child.tag == NIC)
 
     @staticmethod
     def _nic_id(element: etree._Element) -> Optional[str]:
         alias = element.find(ALIAS)
         name = alias.get(ALIAS_NAME, "") if alias is not None else ""
         return name[len(ALIAS_PREFIX) :] if name.startswith(ALIAS_PREFIX) else None
-
-    def numa_hint(self) -> NumaHint:
-        def bitmap(xpath: etree.XPath, what: str) -> frozenset[int]:
-            text = str(xpath(self._root)).strip()
-            try:
-                return parse_nodeset(text, what) if text else frozenset()
-            except InvalidValue as e:
-                raise self._fail(str(e)) from None
-
-        return NumaHint(bitmap(X_NODESET, "numatune nodeset"), bitmap(X_CPUSET, "vcpu cpuset"))
 
     def macs(self, except_nic: Optional[str] = None) -> frozenset[str]:
         """The MAC of every ``<interface>`` (any type), except the one owned by ``except_nic``."""
@@ -340,7 +201,7 @@ class Domain:
     def set_uuid(self, value: str) -> None:
         """Give a domain without ``<uuid>`` one (libvirt would make one at define); never changes one."""
         try:
-            value = _canonical_uuid(value)
+            value = canonical_uuid(value)
         except ValueError as e:
             raise self._fail(str(e)) from None
         if self.uuid is not None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import IO, Any, Callable, Optional
 
     from .config import Config
+    from .domread import DomainFacts
     from .domxml import Domain
     from .ledger import Lease, Ledger
     from .plan import Holding
@@ -80,9 +81,10 @@ def uuid_of(xml: bytes) -> Optional[str]:
 
 
 class _Context:
-    """What one hook invocation knows: the domain, the configuration, and lazily the parsed XML, the ledger
+    """What one hook invocation knows: the domain, the configuration, and lazily what the XML says, the ledger
     and sysfs. Operations that only look the domain up in the ledger (started, stopped, release) never parse
-    the XML: releasing must not depend on it, and lxml is most of a hook run's cost."""
+    the XML: releasing must not depend on it. Reading uses expat (domread); only migrate/restore, which
+    rewrite the XML, load lxml (domxml)."""
 
     def __init__(self, name: str, xml: bytes, out: IO[str]) -> None:
         from .config import load
@@ -92,18 +94,24 @@ class _Context:
         self.out = out
         self.ours = REQUEST_MARK in xml  # decided before anything can fail; refined by holdings()
         self.uuid: str = uuid_of(xml) or name
-        self._domain: Optional[Domain] = None
+        self._facts: Optional[DomainFacts] = None
         self._sysfs: Optional[Sysfs] = None
         self.config: Config = load()
 
     @property
-    def domain(self) -> Domain:
-        if self._domain is None:
-            from .domxml import parse_domain
+    def facts(self) -> DomainFacts:
+        if self._facts is None:
+            from .domread import read_domain
 
-            self._domain = parse_domain(self.xml, source=f"domain {self.name}")
-            self.uuid = self._domain.uuid or self.name
-        return self._domain
+            self._facts = read_domain(self.xml, source=f"domain {self.name}")
+            self.uuid = self._facts.uuid or self.name
+        return self._facts
+
+    def domain(self) -> Domain:
+        """The XML as an editable tree, for the operations whose output replaces it."""
+        from .domxml import parse_domain
+
+        return parse_domain(self.xml, source=f"domain {self.name}")
 
     @property
     def sysfs(self) -> Sysfs:
@@ -117,7 +125,7 @@ class _Context:
         from .errors import RequestError
         from .plan import duplicates, holdings
 
-        held = holdings(self.domain, self.config, self.sysfs.locate)
+        held = holdings(self.facts, self.config, self.sysfs.locate)
         if held:
             self.ours = True
         twice = duplicates(held)
@@ -301,16 +309,17 @@ def reconnect(ctx: _Context) -> int:
 
 def incoming(ctx: _Context) -> int:
     """``migrate begin``/``restore begin``: the XML comes from elsewhere; point requests at free local VFs."""
-    if not ctx.domain.has_request():
+    if not ctx.facts.requests:
         return 0
     from .inventory import discover
     from .rewrite import assign_and_reserve
 
+    domain = ctx.domain()
     inventory = discover(ctx.config, ctx.sysfs)
     with ctx.ledger() as ledger:
         ledger.record_vfs(inventory.vfs)
-        assign_and_reserve(ctx.domain, ctx.config, inventory.vfs, ledger, ctx.sysfs.cpu_nodes())
-    ctx.out.write(ctx.domain.to_bytes().decode("utf-8"))
+        assign_and_reserve(domain, ctx.config, inventory.vfs, ledger, ctx.sysfs.cpu_nodes())
+    ctx.out.write(domain.to_bytes().decode("utf-8"))
     return 0
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .addresses import PciAddress
     from .config import Config
-    from .domxml import Domain
+    from .domread import DomainFacts
     from .request import NicRequest
     Locate = Callable[[PciAddress], Optional[tuple[str, int]]]
 
@@ -62,14 +62,14 @@ class Holding(Record):
         return settings
 
 
-def holdings(domain: Domain, config: Config, locate: Locate) -> list[Holding]:
+def holdings(domain: DomainFacts, config: Config, locate: Locate) -> list[Holding]:
     """The VFs the domain holds while it runs; RequestError if a request has no VF materialized yet."""
-    requests = {nic.id: nic for nic in domain.requests()}
+    requests = {nic.id: nic for nic in domain.requests}
     by_vf_selector = {nic.value: nic for nic in requests.values() if nic.selector == "vf"}
     managed = set(config.managed_pfs)
     held: list[Holding] = []
     seen_nics: set[str] = set()
-    for ref in domain.hostdevs():
+    for ref in domain.hostdevs:
         where = locate(ref.address)
         nic = requests.get(ref.nic_id) if ref.nic_id else None
         if nic is None and ref.kind == "hostdev":

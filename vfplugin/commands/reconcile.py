@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def running_holdings(uri: str, cfg: Any, sysfs: Any) -> dict[str, tuple[str, list[Any]]]:
     """uuid -> (name, holdings) for every running domain."""
     from .. import virt
-    from ..domxml import parse_domain
+    from ..domread import read_domain
     from ..errors import VfpluginError
     from ..log import LOG
     from ..plan import holdings
@@ -33,7 +33,8 @@ def running_holdings(uri: str, cfg: Any, sysfs: Any) -> dict[str, tuple[str, lis
         for dom in virt.running_domains(conn):
             name, uuid = dom.name(), dom.UUIDString()
             try:
-                held = holdings(parse_domain(virt.xml(dom), source=f"domain {name}"), cfg, sysfs.locate)
+                facts = read_domain(virt.xml(dom), source=f"domain {name}")  # as the hook reads it
+                held = holdings(facts, cfg, sysfs.locate)
             except VfpluginError as e:
                 LOG.warning("reconcile: %s", e)
                 held = []
