@@ -43,7 +43,7 @@ def script(python: str = "/usr/bin/python3") -> str:
         '"""vfplugin\'s libvirt qemu hook, installed as /etc/libvirt/hooks/qemu.d/vfplugin."""\n'
         "import sys\n\n"
         "from vfplugin.hook import main\n\n"
-        "sys.exit(main())\n"
+        "sys.exit(main(fast_exit=True))\n"
     )
 
 
@@ -57,6 +57,29 @@ def main(
     stdin: Optional[IO[bytes]] = None,
     stdout: Optional[IO[str]] = None,
     stderr: Optional[IO[str]] = None,
+    fast_exit: bool = False,
+) -> int:
+    """Run the hook for ``argv`` (default: the process's); the exit code libvirt gets.
+
+    ``fast_exit`` (the installed hook): end the process here with ``os._exit`` once stdout and stderr are
+    flushed. Tearing the interpreter down (freeing every module and object) costs a hook run 2-3 ms that
+    nobody needs; the ledger is closed by then, and nothing vfplugin does waits for interpreter exit.
+    """
+    code = _main(argv, stdin, stdout, stderr)
+    if fast_exit:
+        import os
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # libvirt closed the pipe: nothing left to tell it
+                pass
+        os._exit(code)
+    return code
+
+
+def _main(
+    argv: Optional[list[str]], stdin: Optional[IO[bytes]], stdout: Optional[IO[str]], stderr: Optional[IO[str]]
 ) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3:
