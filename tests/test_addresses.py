@@ -104,3 +104,19 @@ def test_names_allow_dots_and_colons_but_not_spaces() -> None:
     assert parse_name("pool.fast:1") == "pool.fast:1"
     with pytest.raises(InvalidValue):
         parse_name("fast pool")
+
+
+@pytest.mark.parametrize(
+    ("parse", "text"),
+    [
+        (parse_ifname, "eth2\n"),
+        (parse_name, "fast\n"),
+        (parse_nic_id, "net0\n"),
+        (parse_mac, "52:54:00:12:34:56\n"),
+        (PciAddress.parse, "0000:0a:10.4x"),
+        (parse_ifname, "eth\u0662"),  # an Arabic-Indic digit: str.isalnum() says yes, the kernel says no
+    ],
+)
+def test_a_trailing_newline_or_a_non_ascii_character_is_refused(parse, text) -> None:
+    with pytest.raises(InvalidValue):
+        parse(text)

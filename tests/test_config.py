@@ -47,14 +47,14 @@ def test_the_design_example_parses_into_values() -> None:
     assert config.bridge_for("eth3") == "br1" and config.bridge_for("eth2") is None
     assert config.pools_of("eth3", "ConnectX-5 Virtual Function") == ("fast", "any")
     assert config.pools_of("eth2", "I350 Ethernet Controller Virtual Function") == ("any",)
-    assert config.source == Path("/etc/vfplugin/vfplugin.yaml")
+    assert config.source == "/etc/vfplugin/vfplugin.yaml"
 
 
 def test_an_empty_document_gives_the_defaults() -> None:
     config = parse(None)
     assert config == Config()
     assert config.mac_prefix == "52:54:00" and config.reservation_ttl == 300
-    assert config.sysfs_root == Path("/") and config.ledger == Path("/var/lib/vfplugin/ledger.sqlite3")
+    assert config.sysfs_root == "/" and config.ledger == "/var/lib/vfplugin/ledger.sqlite3"
 
 
 def test_unknown_key_is_named() -> None:
@@ -125,9 +125,9 @@ def test_missing_file_named_with_config_is_an_error(tmp_path: Path) -> None:
 
 def test_config_flag_wins_over_environment() -> None:
     env = {"VFPLUGIN_CONFIG": "/from/env.yaml"}
-    assert config_path("/from/flag.yaml", env) == Path("/from/flag.yaml")
-    assert config_path(None, env) == Path("/from/env.yaml")
-    assert config_path(None, {}) == Path("/etc/vfplugin/vfplugin.yaml")
+    assert config_path("/from/flag.yaml", env) == "/from/flag.yaml"
+    assert config_path(None, env) == "/from/env.yaml"
+    assert config_path(None, {}) == "/etc/vfplugin/vfplugin.yaml"
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
@@ -141,7 +141,7 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
 def test_example_config_is_the_example_hosts_settings() -> None:
     example = load(str(ROOT / "examples" / "vfplugin.yaml"))
     fixture = parse(host_settings("example"))
-    assert example.sysfs_root == Path("/")
+    assert example.sysfs_root == "/"
     for key in ("sriov_nics", "ovs_offload_nics", "networks", "pools", "mac_prefix", "reservation_ttl"):
         assert getattr(example, key) == getattr(fixture, key), key
 

@@ -1,8 +1,9 @@
-"""The validated configuration is cached as JSON keyed by the file's identity, so the hook need not import
+"""The validated configuration is cached (marshal) keyed by the file's identity, so the hook need not import
 PyYAML on every event; any change to the file, or a damaged cache, falls back to reading the YAML."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import subprocess
 import sys
@@ -66,3 +67,20 @@ def test_the_cache_directory_is_private(tmp_path):
     load(str(config), cache_dir=cache)
     assert (cache.stat().st_mode & 0o777) == 0o700
     assert (cache / CACHE_FILE).stat().st_mode & 0o077 == 0
+
+
+def test_a_cache_file_others_could_have_written_is_not_read(tmp_path):
+    """marshal trusts its input: a cache file writable by group or others is ignored, and the YAML read."""
+    config = write(tmp_path / "c.yaml", "sriov_nics: [eth2]\n")
+    cache = tmp_path / "cache"
+    load(str(config), cache_dir=cache)
+    st = config.stat()
+    key = (str(config.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    forged = marshal.dumps({"key": key, "python": sys.hexversion, "data": {"sriov_nics": ["eth9"]}})
+    cached = cache / CACHE_FILE
+    cached.write_bytes(forged)
+    cached.chmod(0o666)
+    assert load(str(config), cache_dir=cache).sriov_nics == ("eth2",)  # (and the cache written afresh)
+    cached.write_bytes(forged)
+    cached.chmod(0o600)  # the same entry, private: it is what the cache is for
+    assert load(str(config), cache_dir=cache).sriov_nics == ("eth9",)

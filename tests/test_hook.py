@@ -8,6 +8,8 @@ for no netlink setting, except where a test checks how a refused setting is repo
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -224,4 +226,35 @@ def test_release_gives_back_even_when_the_xml_is_unusable(host, tmp_path):
     uuid = xml.split("<uuid>")[1].split("</uuid>")[0]
     broken = f"<domain><name>web1</name><uuid>{uuid}</uuid><metadata xmlns:v='urn:vfplugin:1'><oops></domain>"
     assert run_hook(hook, "web1", "release", "end", broken, config).status == 0
+    assert leases(config) == []
+
+
+# What a managed start or stop must never import: each costs the hook 3-20 ms, on every start and stop of every
+# vfplugin domain (bench/bench_hook.py). lxml is for migrate/restore only, PyYAML for a config cache miss only,
+# pyroute2 for a VF with settings only; the rest are standard modules the hook's path is written without.
+HEAVY = {"lxml", "yaml", "pyroute2", "dataclasses", "inspect", "ast", "typing", "pathlib", "re", "json", "enum"}
+
+
+def imported_by_hook(op: str, sub: str, name: str, xml: str, config: Path) -> set[str]:
+    """The top-level modules a hook run has loaded when it is done (the hook's code, in a fresh interpreter)."""
+    probe = (
+        "import sys\nfrom vfplugin.hook import main\n"
+        f"status = main([{name!r}, {op!r}, {sub!r}, '-'])\n"
+        "print(status, ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "VFPLUGIN_CONFIG": str(config)}
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", probe], input=xml.encode(), capture_output=True, env=env, check=True
+    )
+    status, modules = done.stdout.decode().split(" ", 1)
+    assert status == "0", done.stderr
+    return set(modules.split())
+
+
+def test_a_managed_start_and_stop_import_nothing_heavy(host, tmp_path):
+    _, config = host
+    xml = rewritten(tmp_path, config, "web1", '<vfp:nic id="net0" pool="i350"/>')
+    imported_by_hook("prepare", "begin", "web1", xml, config)  # the first run after an edit caches the config
+    assert imported_by_hook("prepare", "begin", "web1", xml, config) & HEAVY == set()
+    assert imported_by_hook("release", "end", "web1", xml, config) & HEAVY == set()
     assert leases(config) == []

@@ -268,12 +268,12 @@ class KernelLikeSysfs(Sysfs):
 
     writes: list[int]
 
-    def _write(self, pf: str, path: Path, n: int) -> None:  # type: ignore[override]
-        current = int(path.read_text())
+    def _write(self, pf: str, path: str, n: int) -> None:  # type: ignore[override]
+        current = int(Path(path).read_text())
         self.writes.append(n)
         if current and n:
             raise HostError(problem=f"cannot write {n} to {path} for PF {pf!r}: {os.strerror(errno.EBUSY)}")
-        path.write_text(f"{n}\n")
+        Path(path).write_text(f"{n}\n")
 
 
 @pytest.fixture
@@ -284,7 +284,7 @@ def intel_copy(tmp_path: Path) -> KernelLikeSysfs:
 
 
 def numvfs(sysfs: Sysfs, pf: str) -> int:
-    return int((sysfs.sys / "class/net" / pf / "device/sriov_numvfs").read_text())
+    return int((Path(sysfs.sys) / "class/net" / pf / "device/sriov_numvfs").read_text())
 
 
 def test_set_num_vfs_goes_through_zero_when_changing_a_nonzero_count(intel_copy: KernelLikeSysfs) -> None:

@@ -8,8 +8,8 @@ the file system. A missing file is not an error: it gives the defaults and ``Con
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
-from pathlib import Path
 
 from . import DEFAULT_CONFIG
 from .addresses import parse_ifname, parse_int, parse_mac_prefix, parse_name
@@ -18,12 +18,13 @@ from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Optional, Union
+    StrPath = Union[str, os.PathLike[str]]
 
 DEFAULT_LEDGER = "/var/lib/vfplugin/ledger.sqlite3"
 ENV_VAR = "VFPLUGIN_CONFIG"
-CACHE_DIR = Path("/run/vfplugin")  # tmpfs: gone at reboot, 0700 root
-CACHE_FILE = "config-cache.json"
+CACHE_DIR = "/run/vfplugin"  # tmpfs: gone at reboot, 0700 root
+CACHE_FILE = "config-cache.marshal"
 
 
 class Network(Record):
@@ -61,11 +62,11 @@ class Config(Record):
         ovs_offload_nics: tuple[str, ...] = (),
         networks: tuple[Network, ...] = (),
         pools: tuple[Pool, ...] = (),
-        ledger: Path = Path(DEFAULT_LEDGER),
+        ledger: str = DEFAULT_LEDGER,  # paths are strings: pathlib costs the hook more than its work
         mac_prefix: str = "52:54:00",
         reservation_ttl: int = 300,
-        sysfs_root: Path = Path("/"),
-        source: Optional[Path] = None,  # None: no file, defaults in force
+        sysfs_root: str = "/",
+        source: Optional[str] = None,  # None: no file, defaults in force
     ) -> None:
         self.sriov_nics, self.ovs_offload_nics = sriov_nics, ovs_offload_nics
         self.networks, self.pools = networks, pools
@@ -167,11 +168,11 @@ def parse(data: Any, source: str = "<config>") -> Config:
             raise fail(f"{key}.model", "expected a model name as `vfctl list` shows it")
         pools.append(Pool(str(name), tuple(pfs), model))
 
-    def path(key: str, default: str) -> Path:
+    def path(key: str, default: str) -> str:
         value = data.get(key, default)
         if not isinstance(value, str) or not value.startswith("/"):
             raise fail(key, f"expected an absolute path, got {value!r}")
-        return Path(value)
+        return value
 
     try:
         mac_prefix = parse_mac_prefix(data.get("mac_prefix", "52:54:00"))
@@ -191,24 +192,26 @@ def parse(data: Any, source: str = "<config>") -> Config:
         mac_prefix=mac_prefix,
         reservation_ttl=ttl,
         sysfs_root=path("sysfs_root", "/"),
-        source=Path(source) if source != "<config>" else None,
+        source=source if source != "<config>" else None,
     )
 
 
-def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> Path:
+def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> str:
     """``--config`` wins, then ``$VFPLUGIN_CONFIG``, then /etc/vfplugin/vfplugin.yaml."""
     env = os.environ if environ is None else environ
-    return Path(explicit or env.get(ENV_VAR) or DEFAULT_CONFIG)
+    return os.fspath(explicit or env.get(ENV_VAR) or DEFAULT_CONFIG)
 
 
 def load(
-    explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None, cache_dir: Optional[Path] = CACHE_DIR
+    explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None,
+    cache_dir: Optional[StrPath] = CACHE_DIR,
 ) -> Config:
     """Read and validate the configuration file; a missing file gives the defaults (``source`` None).
 
-    The YAML document, once it has validated, is cached as JSON in ``cache_dir`` keyed by the file's identity
-    (device, inode, size, mtime): the hook runs on every lifecycle event and PyYAML costs more to import than
-    the rest of a hook run. A cached document is validated again (``parse`` is cheap); any doubt reads the YAML.
+    The YAML document, once it has validated, is cached in ``cache_dir`` keyed by the file's identity (device,
+    inode, size, mtime): the hook runs on every lifecycle event and PyYAML costs more to import than the rest
+    of a hook run. The cache is in ``marshal`` form, built into the interpreter: even json would cost the hook
+    3 ms (it imports re). A cached document is validated again (``parse`` is cheap); any doubt reads the YAML.
     """
     path = config_path(explicit, environ)
     try:
@@ -221,14 +224,14 @@ def load(
         return Config()
     except OSError as e:
         raise ConfigError(path=str(path), key="(file)", problem=f"cannot read: {e.strerror}") from None
-    key = [str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+    key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     cached = _cache_read(cache_dir, key)
     if cached is not None:
-        return parse(cached, str(path))
+        return parse(cached, path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(path=str(path), key="(file)", problem="not UTF-8 text") from None
+        raise ConfigError(path=path, key="(file)", problem="not UTF-8 text") from None
 
     import yaml  # deferred: only on a cache miss
 
@@ -244,32 +247,37 @@ def load(
     return config
 
 
-def _cache_read(cache_dir: Optional[Path], key: list[object]) -> Any:
+def _cache_read(cache_dir: Optional[StrPath], key: tuple[object, ...]) -> Any:
+    """The cached document for ``key``, or None. Only a file this user owns and nobody else may write is read:
+    marshal trusts its input, and the cache holds nothing that the YAML file does not."""
     if cache_dir is None:
         return None
-    import json
+    import marshal
 
     try:
-        with open(cache_dir / CACHE_FILE, encoding="utf-8") as f:
-            cached = json.load(f)
-        return cached["data"] if cached.get("key") == key else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        with open(os.path.join(cache_dir, CACHE_FILE), "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                return None
+            cached = marshal.load(f)
+        return cached["data"] if cached.get("key") == key and cached.get("python") == sys.hexversion else None
+    except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
-def _cache_write(cache_dir: Optional[Path], key: list[object], data: Any) -> None:
+def _cache_write(cache_dir: Optional[StrPath], key: tuple[object, ...], data: Any) -> None:
     """Best effort and atomic; a cache that cannot be written only costs the next run a YAML parse."""
     if cache_dir is None:
         return
-    import json
+    import marshal
     import tempfile
 
     try:
-        text = json.dumps({"key": key, "data": data})
-        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        blob = marshal.dumps({"key": key, "python": sys.hexversion, "data": data})
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".config.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, cache_dir / CACHE_FILE)
-    except (OSError, TypeError, ValueError):  # TypeError: YAML with dates etc. has no JSON form
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, os.path.join(cache_dir, CACHE_FILE))
+    except (OSError, ValueError):  # ValueError: YAML with dates etc. has no marshal form
         pass

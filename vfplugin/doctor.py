@@ -45,10 +45,10 @@ def config_check(config: Config, looked_at: Path = Path(DEFAULT_CONFIG)) -> Chec
 def iommu_checks(sysfs: Sysfs) -> list[Check]:
     """The command line asks for the IOMMU (and passthrough mode), and the kernel made IOMMU groups."""
     try:
-        cmdline = (sysfs.root / "proc" / "cmdline").read_text(encoding="utf-8", errors="replace").split()
+        cmdline = (Path(sysfs.root) / "proc" / "cmdline").read_text(encoding="utf-8", errors="replace").split()
     except OSError:
         cmdline = []
-    groups_dir = sysfs.sys / "kernel" / "iommu_groups"
+    groups_dir = Path(sysfs.sys) / "kernel" / "iommu_groups"
     try:
         groups = len(os.listdir(groups_dir))
     except OSError:
@@ -93,7 +93,7 @@ def _modinfo(module: str) -> bool:
 
 def vfio_check(sysfs: Sysfs, module_available: Callable[[str], bool] = _modinfo) -> Check:
     name = "vfio-pci available"
-    if (sysfs.sys / "bus" / "pci" / "drivers" / "vfio-pci").is_dir():
+    if (Path(sysfs.sys) / "bus" / "pci" / "drivers" / "vfio-pci").is_dir():
         return Check(name, OK, "driver loaded")
     if module_available("vfio-pci"):
         return Check(name, OK, "module present (libvirt loads it on the first start)")

@@ -18,7 +18,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 from .errors import (
     InvalidValue,
@@ -34,11 +33,12 @@ from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Optional, Union
+    StrPath = Union[str, os.PathLike[str]]
     Pick = Callable[["Snapshot"], Sequence["Want"]]
     from .inventory import VfInfo
 
-BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 # --- test-only fault points -----------------------------------------------------------------------------
 # The crash tests run the real code path in a child with VFPLUGIN_FAULT=<point>; the child SIGKILLs itself
@@ -229,7 +229,7 @@ class Snapshot(Record):
 
 
 
-def exists(path: Path | str) -> bool:
+def exists(path: StrPath) -> bool:
     """Whether the ledger file exists; a file this user may not even look at raises (not "no ledger")."""
     try:
         os.lstat(path)
@@ -241,9 +241,10 @@ def exists(path: Path | str) -> bool:
     return True
 
 
-def read_boot_id(path: Path = BOOT_ID_PATH) -> str:
+def read_boot_id(path: StrPath = BOOT_ID_PATH) -> str:
     try:
-        return path.read_text(encoding="ascii").strip()
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
     except OSError as e:
         raise LedgerError(path=str(path), problem=f"cannot read the boot id: {e.strerror}") from None
 
@@ -255,7 +256,7 @@ class Ledger:
     """One open ledger file. Use ``Ledger.open(path)``, as a context manager or closing it by hand."""
 
     def __init__(
-        self, conn: sqlite3.Connection, path: Path, boot_id: str, ttl: int, timeout: float,
+        self, conn: sqlite3.Connection, path: str, boot_id: str, ttl: int, timeout: float,
         clock: Callable[[], float],
     ) -> None:
         self._conn = conn
@@ -269,11 +270,11 @@ class Ledger:
 
     @classmethod
     def open(
-        cls, path: Path | str, *, boot_id: Optional[str] = None, ttl: int = 300, timeout: float = 10.0,
+        cls, path: StrPath, *, boot_id: Optional[str] = None, ttl: int = 300, timeout: float = 10.0,
         clock: Callable[[], float] = time.time, create: bool = True,
     ) -> Ledger:
         """Open (creating it if ``create``) and migrate the ledger; ``create=False`` + no file raises."""
-        path = Path(path)
+        path = os.fspath(path)  # a string: pathlib costs the hook more than opening the ledger
         boot = boot_id or read_boot_id()
         # 077 also covers the -wal and -shm files SQLite creates next to the file on every first open.
         old_umask = os.umask(0o077)
@@ -285,7 +286,7 @@ class Ledger:
                 _create(path)
             _tighten(path)
             try:
-                conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
+                conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             except sqlite3.Error as e:
                 raise _translate(e, path, timeout) from None
             conn.row_factory = sqlite3.Row
@@ -301,14 +302,14 @@ class Ledger:
 
     def _prepare(self) -> None:
         with self._errors():
-            if self.path.stat().st_size == 0:
+            if os.stat(self.path).st_size == 0:
                 # SQLite would take an empty file for a new ledger; vfplugin never leaves one (see _create),
                 # so it is damage, and starting afresh could hand out VFs that running domains hold.
-                raise LedgerCorrupt(path=str(self.path), problem="empty file")
+                raise LedgerCorrupt(path=self.path, problem="empty file")
             self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             version = self._version()  # before anything writes: a newer file is left untouched
             if version == 0 and self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                raise LedgerCorrupt(path=str(self.path), problem="not a vfplugin ledger (foreign tables)")
+                raise LedgerCorrupt(path=self.path, problem="not a vfplugin ledger (foreign tables)")
             if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
@@ -324,7 +325,7 @@ class Ledger:
     def _version(self) -> int:
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
-            raise LedgerTooNew(path=str(self.path), found=version, known=SCHEMA_VERSION)
+            raise LedgerTooNew(path=self.path, found=version, known=SCHEMA_VERSION)
         return version
 
     def close(self) -> None:
@@ -444,7 +445,7 @@ class Ledger:
             )
             if cursor.rowcount != 1:
                 raise LedgerError(
-                    path=str(self.path),
+                    path=self.path,
                     problem=f"domain {domain_uuid} holds no lease on VF {vf} to save settings in",
                 )
 
@@ -656,41 +657,41 @@ class Ledger:
         except sqlite3.Error as e:
             raise _translate(e, self.path, self.timeout) from None
         except OSError as e:
-            raise LedgerUnwritable(path=str(self.path), problem=f"cannot use it: {e.strerror}",
+            raise LedgerUnwritable(path=self.path, problem=f"cannot use it: {e.strerror}",
                                    fix="check the file and its directory") from None
 
 
 # --- file handling -----------------------------------------------------------------------------------------
 
 
-def _translate(e: sqlite3.Error, path: Path, timeout: float) -> LedgerError:
+def _translate(e: sqlite3.Error, path: str, timeout: float) -> LedgerError:
     """One SQLite failure -> one line naming the file and what to do."""
     name = getattr(e, "sqlite_errorname", "") or ""  # Python 3.11+
     text = f"{name} {e}".lower()
-    where = str(path)
+    where, directory = path, os.path.dirname(path) or "."
     if "locked" in text or "busy" in text:
         return LedgerLocked(path=where, timeout=timeout)
     if "not a database" in text or "notadb" in text or "malformed" in text or "corrupt" in text:
         return LedgerCorrupt(path=where, problem=str(e))
     if "readonly" in text or "read-only" in text:
         return LedgerUnwritable(path=where, problem="read-only (attempt to write a readonly database)",
-            fix=f"make it and {path.parent} writable for this user (vfplugin runs as root)")
+            fix=f"make it and {directory} writable for this user (vfplugin runs as root)")
     if "full" in text:
         return LedgerUnwritable(path=where, problem="the disk is full",
-                                fix=f"free space on the file system holding {path.parent}")
+                                fix=f"free space on the file system holding {directory}")
     if "unable to open" in text or "cantopen" in text:
         return LedgerUnwritable(path=where, problem="cannot be opened",
-                                fix=f"check that {path.parent} exists and is writable for this user")
+                                fix=f"check that {directory} exists and is writable for this user")
     if "i/o error" in text or "ioerr" in text:
-        if _nearly_full(path.parent):  # e.g. SQLITE_IOERR_SHMSIZE: the -shm file could not grow
+        if _nearly_full(directory):  # e.g. SQLITE_IOERR_SHMSIZE: the -shm file could not grow
             return LedgerUnwritable(path=where, problem="the disk is full",
-                                    fix=f"free space on the file system holding {path.parent}")
+                                    fix=f"free space on the file system holding {directory}")
         return LedgerUnwritable(path=where, problem="disk I/O error",
                                 fix="check the file system (dmesg, df) before retrying")
     return LedgerError(path=where, problem=f"{type(e).__name__}: {e}")
 
 
-def _nearly_full(directory: Path) -> bool:
+def _nearly_full(directory: str) -> bool:
     try:
         st = os.statvfs(directory)
     except OSError:
@@ -698,23 +699,25 @@ def _nearly_full(directory: Path) -> bool:
     return st.f_bavail * st.f_frsize < 64 * 1024 or (st.f_files > 0 and st.f_favail == 0)
 
 
-def _ensure_dir(path: Path) -> None:
-    directory = path.parent
-    if directory.is_dir():
+def _ensure_dir(path: str) -> None:
+    directory = os.path.dirname(path) or "."
+    if os.path.isdir(directory):
         return
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as e:
-        raise LedgerUnwritable(path=str(path), problem=f"cannot create directory {directory}: {e.strerror}",
+        raise LedgerUnwritable(path=path, problem=f"cannot create directory {directory}: {e.strerror}",
                                fix=f"create it with 'install -d -m 0700 {directory}' as root") from None
 
 
-def _create(path: Path) -> None:
+def _create(path: str) -> None:
     """Build a fresh ledger under a temporary name and link it into place, so the real path never holds a
     half-made or empty file and two processes creating it at once agree on one file (link is atomic)."""
-    tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
+    directory, name = os.path.split(path)
+    directory = directory or "."
+    tmp = os.path.join(directory, f".{name}.new-{os.getpid()}")
     try:
-        conn = sqlite3.connect(str(tmp), isolation_level=None)
+        conn = sqlite3.connect(tmp, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file header
             conn.execute("PRAGMA synchronous = FULL")
@@ -728,13 +731,13 @@ def _create(path: Path) -> None:
             os.link(tmp, path)
         except FileExistsError:
             pass  # another process created it first; use theirs
-        _fsync_dir(path.parent)
+        _fsync_dir(directory)
     except sqlite3.Error as e:
         raise _translate(e, path, 0) from None
     except OSError as e:
         raise LedgerUnwritable(
-            path=str(path), problem=f"cannot create: {e.strerror}",
-            fix=f"check that {path.parent} is writable for this user (vfplugin runs as root)",
+            path=path, problem=f"cannot create: {e.strerror}",
+            fix=f"check that {directory} is writable for this user (vfplugin runs as root)",
         ) from None
     finally:
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -744,7 +747,7 @@ def _create(path: Path) -> None:
                 pass
 
 
-def _fsync_dir(directory: Path) -> None:
+def _fsync_dir(directory: str) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -752,9 +755,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _tighten(path: Path) -> None:
+def _tighten(path: str) -> None:
     """A ledger made readable to others (by hand, by a backup tool) is closed again: it names every domain."""
-    for name in (str(path), f"{path}-wal", f"{path}-shm"):
+    for name in (path, f"{path}-wal", f"{path}-shm"):
         try:
             st = os.stat(name)
         except OSError:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 from collections.abc import Sequence
-from pathlib import Path
 
 from .addresses import PciAddress
 from .errors import HostError, InvalidValue, PfNotFound, PfNotPci, PfNotSriov, VfCountRefused
@@ -23,23 +21,25 @@ from .record import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
     from typing import Optional, Union
+    StrPath = Union[str, os.PathLike[str]]
 
 # Representor names (phys_port_name) the kernel uses for a VF's representor, as os-vif
 # (vif_plug_ovs/linux_net.py) and libvirt (virnetdevhostdev.c) accept them: "pf0vf3" (mlx5, ice, ...),
 # with a controller prefix "c1pf0vf3" on multi-host/SmartNIC setups, "vf3@pf0", and the bare "3" of older
 # mlx5 kernels.
 _REPRESENTOR_RES = (
-    re.compile(r"^(?:c\d+)?pf(?P<pf>\d+)vf(?P<vf>\d+)$"),
-    re.compile(r"^vf(?P<vf>\d+)@pf(?P<pf>\d+)$"),
-    re.compile(r"^(?P<vf>\d+)$"),
+    r"^(?:c\d+)?pf(?P<pf>\d+)vf(?P<vf>\d+)$",
+    r"^vf(?P<vf>\d+)@pf(?P<pf>\d+)$",
+    r"^(?P<vf>\d+)$",
 )
-_VIRTFN_RE = re.compile(r"^virtfn(\d+)$")
 
 
 def parse_representor_name(phys_port_name: str) -> Optional[tuple[Optional[int], int]]:
     """``(pf number or None, vf index)`` if ``phys_port_name`` names a VF representor, else None ("p0")."""
+    import re  # here: only switchdev hosts get this far, and the hook's start/stop path avoids re (3 ms)
+
     for pattern in _REPRESENTOR_RES:
-        match = pattern.match(phys_port_name.strip())
+        match = re.match(pattern, phys_port_name.strip())
         if match:
             pf = match.groupdict().get("pf")
             return (int(pf) if pf is not None else None, int(match.group("vf")))
@@ -188,10 +188,10 @@ def parse_cpulist(text: str) -> list[int]:
 class Sysfs:
     """Read-mostly view of one host's sysfs. ``root`` contains ``sys/`` (and, for doctor, ``proc/``)."""
 
-    def __init__(self, root: Path = Path("/")) -> None:
-        self.root = Path(root)
-        self.sys = self.root / "sys"
-        self._sys = str(self.sys)  # string paths below: pathlib costs more than the reads on 1,000 VFs
+    def __init__(self, root: StrPath = "/") -> None:
+        # String paths, no pathlib: importing it costs the hook more than the reads (and so on 1,000 VFs).
+        self.root = os.fspath(root)
+        self.sys = os.path.join(self.root, "sys")
 
     def _netdevs(self) -> dict[str, list[str]]:
         """PCI address -> its netdevs, from one pass over ``class/net`` (one readlink per netdev).
@@ -200,7 +200,7 @@ class Sysfs:
         every ``pf()``/``pfs()`` call, so a Sysfs object never serves stale names.
         """
         found: dict[str, list[str]] = {}
-        base = f"{self._sys}/class/net"
+        base = f"{self.sys}/class/net"
         for ifname in _listdir(base):
             try:
                 parts = os.readlink(f"{base}/{ifname}").split("/")
@@ -214,7 +214,7 @@ class Sysfs:
     # --- PFs ------------------------------------------------------------------------------------------------
 
     def _pf_dir(self, name: str) -> tuple[str, PciAddress]:
-        netdev = f"{self._sys}/class/net/{name}"
+        netdev = f"{self.sys}/class/net/{name}"
         if not os.path.lexists(netdev):
             raise PfNotFound(pf=name, path=f"/sys/class/net/{name}")
         device = f"{netdev}/device"
@@ -245,7 +245,7 @@ class Sysfs:
         total = _read_int(f"{pf_dir}/sriov_totalvfs")
         if total is None or total <= 0:
             raise PfNotSriov(pf=name, address=str(address))
-        switch_id = _read(f"{self._sys}/class/net/{name}/phys_switch_id") or None
+        switch_id = _read(f"{self.sys}/class/net/{name}/phys_switch_id") or None
         representors = self._representors(pf_dir, address, switch_id) if switch_id else {}
         vendor_id = _read_id(f"{pf_dir}/vendor")
         numa_node = _numa(pf_dir)
@@ -254,10 +254,9 @@ class Sysfs:
         vf_device = _read_id(f"{pf_dir}/sriov_vf_device")
         vfs = []
         for entry in _listdir(pf_dir):
-            match = _VIRTFN_RE.match(entry)
-            if not match:
+            index = _virtfn_index(entry)
+            if index is None:
                 continue
-            index = int(match.group(1))
             vf_dir = _link_target(f"{pf_dir}/{entry}")
             vf_name = os.path.basename(vf_dir) if vf_dir else ""
             vf_address = _address(vf_name)
@@ -299,7 +298,7 @@ class Sysfs:
         """
         found = self._representors_in(f"{pf_dir}/net", pf_address, switch_id)
         if not found:
-            found = self._representors_in(f"{self._sys}/class/net", pf_address, switch_id)
+            found = self._representors_in(f"{self.sys}/class/net", pf_address, switch_id)
         return found
 
     @staticmethod
@@ -350,7 +349,7 @@ class Sysfs:
 
     def vf(self, address: PciAddress) -> Optional[VF]:
         """The VF at ``address`` (with its PF), or None if there is no such device or it is not a VF."""
-        device = f"{self._sys}/bus/pci/devices/{address}"
+        device = f"{self.sys}/bus/pci/devices/{address}"
         physfn = f"{device}/physfn"
         pf_address = _address(_link_name(physfn))
         if pf_address is None:
@@ -370,9 +369,9 @@ class Sysfs:
     def _vf_index(pf_dir: str, address: PciAddress) -> Optional[int]:
         wanted = str(address)
         for entry in _listdir(pf_dir):
-            match = _VIRTFN_RE.match(entry)
-            if match and _link_name(f"{pf_dir}/{entry}") == wanted:
-                return int(match.group(1))
+            index = _virtfn_index(entry)
+            if index is not None and _link_name(f"{pf_dir}/{entry}") == wanted:
+                return index
         return None
 
     def locate(self, address: PciAddress) -> Optional[tuple[str, int]]:
@@ -382,7 +381,7 @@ class Sysfs:
 
     def pf_name_of(self, address: PciAddress) -> Optional[str]:
         """The netdev name of the PF that owns VF ``address`` (a few readlinks), or None if it is not a VF."""
-        physfn = f"{self._sys}/bus/pci/devices/{address}/physfn"
+        physfn = f"{self.sys}/bus/pci/devices/{address}/physfn"
         if _address(_link_name(physfn)) is None:
             return None
         return self._pf_netdev(os.path.realpath(physfn))
@@ -391,7 +390,7 @@ class Sysfs:
 
     def cpu_nodes(self) -> dict[int, int]:
         """cpu -> NUMA node, from ``sys/devices/system/node/node*/cpulist`` ({} without NUMA information)."""
-        base = f"{self._sys}/devices/system/node"
+        base = f"{self.sys}/devices/system/node"
         nodes: dict[int, int] = {}
         for entry in _listdir(base):
             if entry.startswith("node") and entry[4:].isdigit():
@@ -409,7 +408,7 @@ class Sysfs:
         if n == info.num_vfs:
             return
         pf_dir, _ = self._pf_dir(pf)
-        target = Path(pf_dir) / "sriov_numvfs"
+        target = os.path.join(pf_dir, "sriov_numvfs")
         # https://docs.kernel.org/PCI/pci-iov-howto.html: writing a new non-zero value while VFs exist fails
         # with EBUSY; the count must be set to 0 first.
         if info.num_vfs and n:
@@ -417,7 +416,7 @@ class Sysfs:
         self._write(pf, target, n)
 
     @staticmethod
-    def _write(pf: str, path: Path, n: int) -> None:
+    def _write(pf: str, path: str, n: int) -> None:
         try:
             with open(path, "w", encoding="ascii") as f:
                 f.write(f"{n}\n")
@@ -425,6 +424,12 @@ class Sysfs:
             why = os.strerror(e.errno) if e.errno else str(e)
             hint = " (is a VF still assigned to a running VM?)" if e.errno == errno.EBUSY else ""
             raise HostError(problem=f"cannot write {n} to {path} for PF {pf!r}: {why}{hint}") from None
+
+
+def _virtfn_index(entry: str) -> Optional[int]:
+    """N of a PF's ``virtfnN`` link (the kernel's name for its Nth VF), else None."""
+    digits = entry[6:] if entry.startswith("virtfn") else ""
+    return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
 def _read_int_name(link: str) -> Optional[int]:

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     looked_at = config_path(getattr(args, "config", None))
-    results = checks(cfg, hooks_dir=Path(args.hooks_dir), config_path=looked_at)
+    results = checks(cfg, hooks_dir=Path(args.hooks_dir), config_path=Path(looked_at))
     for check in results:
         print(check.line())
     failed = sum(1 for c in results if c.status == FAIL)
