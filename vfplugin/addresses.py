@@ -24,11 +24,11 @@ _NIC_ID_CHARS = _ALNUM | frozenset("_-")
 
 
 def _made_of(text: object, chars: frozenset[str], longest: int) -> TypeGuard[str]:
-    return isinstance(text, str) and 1 <= len(text) <= longest and all(c in chars for c in text)
+    return isinstance(text, str) and 1 <= len(text) <= longest and chars.issuperset(text)
 
 
 def _hex(text: str, digits: int) -> bool:
-    return len(text) == digits and all(c in _HEX for c in text)
+    return len(text) == digits and _HEX.issuperset(text)
 
 
 class PciAddress(Record):
