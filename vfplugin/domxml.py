@@ -1,13 +1,14 @@
-"""The domain XML: read a domain's vfplugin request and passed-through devices, write the interfaces it owns.
+"""The domain XML rewriter: write the interfaces vfplugin owns and its request, in place (lxml).
 
-Owns every read and write of libvirt domain XML in vfplugin. Edits happen in place on the parsed tree, the
-way virt-manager's virtinst does it: whatever this module does not know (devices, other metadata, comments,
+Owns every write of libvirt domain XML in vfplugin. Edits happen in place on the parsed tree, the way
+virt-manager's virtinst does it: whatever this module does not know (devices, other metadata, comments,
 attribute order, indentation) comes out as it went in, and rewriting twice gives byte-identical output.
 It touches only ``<interface>`` elements whose alias is ``ua-vfplugin-<nic id>`` and the ``urn:vfplugin:1``
-element of ``<metadata>``. Input is untrusted (the hook reads it from libvirt, ``vfctl`` from a user's file):
-a size limit, no DOCTYPE, no entities, no network, and every failure is one ``RequestError`` line.
-Pure: no file, no libvirt; imports only lxml and the standard library (the hook parses on every start/stop).
-It must never choose a VF (allocator.py does) nor reserve one (ledger.py does).
+element of ``<metadata>``. Reading is domread's: a ``Domain``'s facts come from domread.Reader walking this
+tree, so ``vfctl`` and the hook (which reads with expat) see the same domain. Input is untrusted (``vfctl``
+reads users' files, the hook's migrate/restore what libvirt hands it): domread's screening (size limit, no
+DOCTYPE) first, then lxml with entities, DTDs and network off; every failure is one ``RequestError`` line.
+Pure: no file, no libvirt. It must never choose a VF (allocator.py does) nor reserve one (ledger.py does).
 """
 
 from __future__ import annotations
