@@ -116,7 +116,8 @@ def _clark(name: str) -> str:
 
 def screen(raw: bytes, source: str) -> Optional[bytes]:
     """Refuse what no parser may see (too big, not UTF-8, a DOCTYPE); the XML declaration, verbatim, or None."""
-    problem = None
+    declaration: Optional[bytes] = None
+    problem: Optional[str] = None
     if len(raw) > MAX_BYTES:  # before anything else: a 50 MB input is refused by its size, not by a parse
         problem = f"input is {len(raw)} bytes, above the {MAX_BYTES}-byte limit for a domain XML"
     elif raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in raw[:4]:
@@ -173,7 +174,7 @@ class _Device:
 
     @property
     def kind(self) -> Optional[str]:
-        """"interface" or "hostdev" if this passes a PCI device through, else None."""
+        """The kind of passed-through PCI device this is ("interface" or "hostdev"), else None."""
         if self.address is None:
             return None
         if self.tag == IFACE and self.attrs.get("type") == HOSTDEV and self.pci_source:
