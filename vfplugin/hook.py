@@ -266,8 +266,10 @@ def stopped(ctx: _Context) -> int:
     from .configure import unplug
     from .errors import VfpluginError
 
+    if not ctx.config.ovs_offload_nics:
+        return 0  # nothing is ever plugged: not even the ledger needs opening
     ledger = ctx.existing_ledger()
-    if ledger is None or not ctx.config.ovs_offload_nics:
+    if ledger is None:
         return 0
     with ledger:
         problems = []
