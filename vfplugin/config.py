@@ -18,8 +18,9 @@ from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
-    from typing import Any, Optional, Union
-    StrPath = Union[str, os.PathLike[str]]
+    from typing import Any, Optional
+
+    from _typeshed import StrPath
 
 DEFAULT_LEDGER = "/var/lib/vfplugin/ledger.sqlite3"
 ENV_VAR = "VFPLUGIN_CONFIG"
@@ -199,7 +200,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
 def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> str:
     """``--config`` wins, then ``$VFPLUGIN_CONFIG``, then /etc/vfplugin/vfplugin.yaml."""
     env = os.environ if environ is None else environ
-    return os.fspath(explicit or env.get(ENV_VAR) or DEFAULT_CONFIG)
+    return explicit or env.get(ENV_VAR) or DEFAULT_CONFIG
 
 
 def load(
@@ -220,10 +221,10 @@ def load(
             raw = f.read()
     except FileNotFoundError:
         if explicit:  # a file named on the command line must exist
-            raise ConfigError(path=str(path), key="(file)", problem="no such file") from None
+            raise ConfigError(path=path, key="(file)", problem="no such file") from None
         return Config()
     except OSError as e:
-        raise ConfigError(path=str(path), key="(file)", problem=f"cannot read: {e.strerror}") from None
+        raise ConfigError(path=path, key="(file)", problem=f"cannot read: {e.strerror}") from None
     key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     cached = _cache_read(cache_dir, key)
     if cached is not None:
@@ -241,8 +242,8 @@ def load(
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ConfigError(path=str(path), key=where, problem=f"not valid YAML: {getattr(e, 'problem', e)}") from None
-    config = parse(data, str(path))
+        raise ConfigError(path=path, key=where, problem=f"not valid YAML: {getattr(e, 'problem', e)}") from None
+    config = parse(data, path)
     _cache_write(cache_dir, key, data)
     return config
 

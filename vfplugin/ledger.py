@@ -33,8 +33,9 @@ from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
-    from typing import Any, Optional, Union
-    StrPath = Union[str, os.PathLike[str]]
+    from typing import Any, Optional
+
+    from _typeshed import StrPath
     Pick = Callable[["Snapshot"], Sequence["Want"]]
     from .inventory import VfInfo
 
@@ -281,7 +282,7 @@ class Ledger:
         try:
             if not exists(path):
                 if not create:
-                    raise LedgerError(path=str(path), problem="does not exist (nothing was ever allocated)")
+                    raise LedgerError(path=path, problem="does not exist (nothing was ever allocated)")
                 _ensure_dir(path)
                 _create(path)
             _tighten(path)
@@ -668,7 +669,7 @@ def _translate(e: sqlite3.Error, path: str, timeout: float) -> LedgerError:
     """One SQLite failure -> one line naming the file and what to do."""
     name = getattr(e, "sqlite_errorname", "") or ""  # Python 3.11+
     text = f"{name} {e}".lower()
-    where, directory = path, os.path.dirname(path) or "."
+    where, directory = path, _directory(path)
     if "locked" in text or "busy" in text:
         return LedgerLocked(path=where, timeout=timeout)
     if "not a database" in text or "notadb" in text or "malformed" in text or "corrupt" in text:
@@ -691,6 +692,11 @@ def _translate(e: sqlite3.Error, path: str, timeout: float) -> LedgerError:
     return LedgerError(path=where, problem=f"{type(e).__name__}: {e}")
 
 
+def _directory(path: str) -> str:
+    """The directory holding the ledger file (``.`` for a bare file name, where os.path.dirname says "")."""
+    return os.path.dirname(path) or "."
+
+
 def _nearly_full(directory: str) -> bool:
     try:
         st = os.statvfs(directory)
@@ -700,7 +706,7 @@ def _nearly_full(directory: str) -> bool:
 
 
 def _ensure_dir(path: str) -> None:
-    directory = os.path.dirname(path) or "."
+    directory = _directory(path)
     if os.path.isdir(directory):
         return
     try:
@@ -713,9 +719,8 @@ def _ensure_dir(path: str) -> None:
 def _create(path: str) -> None:
     """Build a fresh ledger under a temporary name and link it into place, so the real path never holds a
     half-made or empty file and two processes creating it at once agree on one file (link is atomic)."""
-    directory, name = os.path.split(path)
-    directory = directory or "."
-    tmp = os.path.join(directory, f".{name}.new-{os.getpid()}")
+    directory = _directory(path)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.new-{os.getpid()}")
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:

@@ -21,7 +21,8 @@ from .record import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
     from typing import Optional, Union
-    StrPath = Union[str, os.PathLike[str]]
+
+    from _typeshed import StrPath
 
 # Representor names (phys_port_name) the kernel uses for a VF's representor, as os-vif
 # (vif_plug_ovs/linux_net.py) and libvirt (virnetdevhostdev.c) accept them: "pf0vf3" (mlx5, ice, ...),
