@@ -11,7 +11,7 @@ import pytest
 from vf_values import pf_vfs
 
 from vfplugin.errors import InvalidValue, LedgerError, LedgerTooNew, VfBusy
-from vfplugin.ledger import SCHEMA_VERSION, Ledger, Want
+from vfplugin.ledger import SCHEMA_VERSION, Ledger, NetNic, Want
 
 pytestmark = pytest.mark.sqlite
 
@@ -319,7 +319,7 @@ def v1_file(path: Path) -> None:
 def test_a_version_1_file_is_migrated_keeping_leases_and_history(path):
     v1_file(path)
     with Ledger.open(path, boot_id="boot-1") as migrated:
-        assert migrated._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert migrated._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         [lease] = migrated.leases()
         assert (lease.vf, lease.domain_name, lease.state, lease.saved) == (VF1, "web1", "active", None)
         assert migrated.sticky("u-web") == {"net0": VF1}  # rebuilt from the v1 leases
@@ -379,3 +379,45 @@ def test_a_file_from_a_newer_vfplugin_is_refused_and_left_untouched(path):
         "upgrade vfplugin; the file was left untouched"
     )
     assert path.read_bytes() == before
+
+
+def v2_file(path: Path) -> None:
+    """A ledger as vfplugin with schema version 2 wrote it: the v1 fixture taken through MIGRATIONS[1] only."""
+    from vfplugin.ledger import MIGRATIONS
+
+    v1_file(path)
+    db = sqlite3.connect(path)
+    for statement in MIGRATIONS[1]:
+        db.execute(statement)
+    db.execute("UPDATE leases SET saved = '{\"trust\": false}'")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+
+
+def test_a_version_2_file_is_migrated_keeping_leases_settings_and_history(path):
+    v2_file(path)
+    with Ledger.open(path, boot_id="boot-1") as migrated:
+        assert migrated._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        [lease] = migrated.leases()
+        assert (lease.vf, lease.domain_name, lease.saved) == (VF1, "web1", {"trust": False})
+        assert (lease.network, lease.port) == (None, None)  # taken by vfctl or the qemu hook, not a network
+        assert [(e.action, e.network, e.duration) for e in migrated.history()] == [
+            ("claim", None, None), ("claim", None, None), ("release", None, None)]
+        # the new columns and table work
+        migrated.claim("u-net", "net1", [Want(VF2, "net0", "52:54:00:00:00:02", network="vfnet", port="p-1")])
+        assert (migrated.lease(VF2).network, migrated.lease(VF2).port) == ("vfnet", "p-1")  # type: ignore
+        assert migrated.history()[-1].network == "vfnet"
+        migrated.record_netnics("u-net", [NetNic("52:54:00:00:00:02", "net0", "vfnet", {"trust": True})])
+        assert migrated.netnic("u-net", "52:54:00:00:00:02") == NetNic(
+            "52:54:00:00:00:02", "net0", "vfnet", {"trust": True})
+        assert migrated.integrity() == []
+
+
+def test_a_network_port_release_frees_only_leases_taken_through_that_network(path):
+    with Ledger.open(path, boot_id="b") as ledger:
+        ledger.claim("u-web", "web1", [Want(VF1, "net0"), Want(VF2, "net1", network="vfnet", port="p-2")])
+        assert ledger.release("u-web", vfs=[VF1], network="vfnet", reason="port-deleted") == []
+        [freed] = ledger.release("u-web", vfs=[VF2], network="vfnet", reason="port-deleted")
+        assert freed.vf == VF2
+        assert [lease.vf for lease in ledger.leases()] == [VF1]

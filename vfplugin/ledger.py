@@ -141,7 +141,27 @@ _V2 = (
         WHERE action IN ('release', 'expire', 'takeover') AND outcome = 'ok' AND vf IS NOT NULL
         GROUP BY vf""",
 )
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+_V3 = (
+    # a lease taken through a libvirt hostdev network (the network hook's port-created): the network and the
+    # UUID of the libvirt port that holds it; NULL for leases vfctl or the qemu hook took
+    "ALTER TABLE leases ADD COLUMN network TEXT",
+    "ALTER TABLE leases ADD COLUMN port TEXT",
+    "ALTER TABLE events ADD COLUMN network TEXT",
+    # how long the hook event took, in seconds (NULL when not measured)
+    "ALTER TABLE events ADD COLUMN duration REAL",
+    # what a domain's network nics (<vfp:nic network=...>) ask for, recorded by the qemu hook at prepare begin
+    # so that the network hook's port-created, which sees only the port's MAC, can apply it
+    """CREATE TABLE netnics (
+        domain_uuid TEXT NOT NULL,
+        mac         TEXT NOT NULL,
+        nic_id      TEXT NOT NULL,
+        network     TEXT NOT NULL,
+        settings    TEXT NOT NULL,
+        time        REAL NOT NULL,
+        PRIMARY KEY (domain_uuid, mac)
+    )""",
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -151,7 +171,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class Want(Record):
     """One VF a domain asks the ledger for."""
 
-    __slots__ = ("vf", "nic_id", "mac", "vlan")
+    __slots__ = ("vf", "nic_id", "mac", "vlan", "network", "port")
 
     def __init__(
         self,
@@ -159,8 +179,11 @@ class Want(Record):
         nic_id: Optional[str],  # None: an adopted hand-written hostdev
         mac: Optional[str] = None,
         vlan: Optional[int] = None,
+        network: Optional[str] = None,  # taken through this libvirt network's port (the network hook)
+        port: Optional[str] = None,  # that port's UUID
     ) -> None:
         self.vf, self.nic_id, self.mac, self.vlan = vf, nic_id, mac, vlan
+        self.network, self.port = network, port
 
 
 class Lease(Record):
@@ -168,7 +191,7 @@ class Lease(Record):
 
     __slots__ = (
         "vf", "domain_uuid", "domain_name", "nic_id", "mac", "vlan", "state", "boot_id", "reserved_at",
-        "activated_at", "started_at", "saved", "stale",
+        "activated_at", "started_at", "saved", "stale", "network", "port",
     )
 
     def __init__(
@@ -186,17 +209,31 @@ class Lease(Record):
         started_at: Optional[float],
         saved: Optional[dict[str, Any]],  # the VF settings found before vfplugin changed them
         stale: bool,  # another boot_id, or a reservation past its TTL: claim/reserve/expire may take it
+        network: Optional[str] = None,  # held through this libvirt network's port (the network hook)
+        port: Optional[str] = None,  # that port's UUID
     ) -> None:
         self.vf, self.domain_uuid, self.domain_name, self.nic_id = vf, domain_uuid, domain_name, nic_id
         self.mac, self.vlan, self.state, self.boot_id = mac, vlan, state, boot_id
         self.reserved_at, self.activated_at, self.started_at = reserved_at, activated_at, started_at
         self.saved, self.stale = saved, stale
+        self.network, self.port = network, port
+
+
+class NetNic(Record):
+    """What one network nic of a domain (``<vfp:nic network=...>``) asks for, keyed by its MAC."""
+
+    __slots__ = ("mac", "nic_id", "network", "settings")
+
+    def __init__(self, mac: str, nic_id: str, network: str, settings: dict[str, Any]) -> None:
+        # settings: configure.py's names (trust, spoofchk, link_state, min_tx_rate, max_tx_rate, ...)
+        self.mac, self.nic_id, self.network, self.settings = mac.lower(), nic_id, network, settings
 
 
 class Event(Record):
     """One row of the append-only journal."""
 
-    __slots__ = ("id", "time", "domain_uuid", "domain_name", "vf", "action", "outcome", "detail")
+    __slots__ = ("id", "time", "domain_uuid", "domain_name", "vf", "action", "outcome", "detail", "network",
+                 "duration")
 
     def __init__(
         self,
@@ -208,9 +245,12 @@ class Event(Record):
         action: str,
         outcome: str,
         detail: str,
+        network: Optional[str] = None,  # the libvirt network the event came through
+        duration: Optional[float] = None,  # seconds the hook event took, when measured
     ) -> None:
         self.id, self.time, self.domain_uuid, self.domain_name = id, time, domain_uuid, domain_name
         self.vf, self.action, self.outcome, self.detail = vf, action, outcome, detail
+        self.network, self.duration = network, duration
 
 
 class Snapshot(Record):
@@ -452,23 +492,25 @@ class Ledger:
 
     def release(
         self, domain_uuid: str, *, vfs: Optional[Sequence[str]] = None, reason: str = "stopped",
-        domain_name: Optional[str] = None,
+        domain_name: Optional[str] = None, network: Optional[str] = None,
     ) -> list[Lease]:
-        """Free this domain's leases (only those in ``vfs`` when given). Idempotent: nothing held -> [] and a
-        'noop' journal entry. Never frees another domain's lease."""
+        """Free this domain's leases (only those in ``vfs`` when given; only those held through the libvirt
+        network ``network`` when given). Idempotent: nothing held -> [] and a 'noop' journal entry. Never frees
+        another domain's lease."""
         with self._write("release") as db:
             _fault("release:begin")
             now = self._clock()
             rows = db.execute(
                 "SELECT * FROM leases WHERE domain_uuid = ? ORDER BY vf", (domain_uuid,)
             ).fetchall()
-            freed = [self._lease(r, now) for r in rows if vfs is None or r["vf"] in vfs]
+            freed = [self._lease(r, now) for r in rows
+                     if (vfs is None or r["vf"] in vfs) and (network is None or r["network"] == network)]
             for lease in freed:
                 db.execute("DELETE FROM leases WHERE vf = ? AND domain_uuid = ?", (lease.vf, domain_uuid))
                 _fault("release:after-delete")
                 self._freed(db, now, lease.vf)
                 self._event(db, now, "release", "ok", domain_uuid, lease.domain_name, lease.vf,
-                            f"{reason} ({lease.state} lease)")
+                            f"{reason} ({lease.state} lease)", lease.network)
                 _fault("release:after-journal")
             if not freed:
                 what = f"no lease on {', '.join(vfs)}" if vfs else "no lease held"
@@ -477,8 +519,32 @@ class Ledger:
                         """SELECT domain_name FROM events WHERE domain_uuid = ? AND domain_name IS NOT NULL
                            ORDER BY id DESC LIMIT 1""", (domain_uuid,)).fetchone()
                     domain_name = row[0] if row else None
-                self._event(db, now, "release", "noop", domain_uuid, domain_name, None, f"{reason}: {what}")
+                self._event(db, now, "release", "noop", domain_uuid, domain_name, None, f"{reason}: {what}",
+                            network)
         return freed
+
+    def record_netnics(self, domain_uuid: str, nics: Sequence[NetNic]) -> None:
+        """Replace what this domain's network nics ask for (the qemu hook, at prepare begin)."""
+        import json
+
+        with self._write("netnics") as db:
+            now = self._clock()
+            db.execute("DELETE FROM netnics WHERE domain_uuid = ?", (domain_uuid,))
+            db.executemany(
+                "INSERT INTO netnics (domain_uuid, mac, nic_id, network, settings, time) VALUES (?, ?, ?, ?, ?, ?)",
+                [(domain_uuid, n.mac, n.nic_id, n.network, json.dumps(n.settings, sort_keys=True), now)
+                 for n in nics],
+            )
+
+    def netnic(self, domain_uuid: str, mac: str) -> Optional[NetNic]:
+        """What the network nic with this MAC of this domain asks for; None when it asks nothing."""
+        with self._errors():
+            row = self._conn.execute(
+                "SELECT * FROM netnics WHERE domain_uuid = ? AND mac = ?", (domain_uuid, mac.lower())
+            ).fetchone()
+        if row is None:
+            return None
+        return NetNic(row["mac"], row["nic_id"], row["network"], _json_loads(row["settings"]))
 
     def release_vf(self, vf: str, reason: str) -> Optional[Lease]:
         """Free one VF whoever holds it (``vfctl release --vf``); None when it was free (journaled too)."""
@@ -492,7 +558,7 @@ class Ledger:
             db.execute("DELETE FROM leases WHERE vf = ?", (vf,))
             self._freed(db, now, vf)
             self._event(db, now, "release", "ok", lease.domain_uuid, lease.domain_name, vf,
-                        f"{reason} ({lease.state} lease)")
+                        f"{reason} ({lease.state} lease)", lease.network)
         return lease
 
     def expire(self) -> list[Lease]:
@@ -507,15 +573,16 @@ class Ledger:
                 _fault("expire:after-delete")
                 self._freed(db, now, lease.vf)
                 self._event(db, now, "expire", "ok", lease.domain_uuid, lease.domain_name, lease.vf,
-                            self._why_stale(lease))
+                            self._why_stale(lease), lease.network)
         return stale
 
     def journal(
         self, action: str, outcome: str, *, domain_uuid: Optional[str] = None,
         domain_name: Optional[str] = None, vf: Optional[str] = None, detail: str = "",
+        network: Optional[str] = None,
     ) -> None:
         with self._write("journal") as db:
-            self._event(db, self._clock(), action, outcome, domain_uuid, domain_name, vf, detail)
+            self._event(db, self._clock(), action, outcome, domain_uuid, domain_name, vf, detail, network)
 
     # -- internals ----------------------------------------------------------------------------------------
 
@@ -562,19 +629,20 @@ class Ledger:
         if old is None:
             db.execute(
                 """INSERT INTO leases (vf, domain_uuid, domain_name, nic_id, mac, vlan, state, boot_id,
-                                       reserved_at, activated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                                       reserved_at, activated_at, network, port)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (want.vf, uuid, name, want.nic_id, want.mac, want.vlan,
                  "active" if op == "claim" else "reserved", self.boot_id,
-                 now if op == "reserve" else None, now if op == "claim" else None),
+                 now if op == "reserve" else None, now if op == "claim" else None, want.network, want.port),
             )
         elif op == "claim" or (old.state == "active" and not old.stale):
             # claiming this domain's own lease; or reserving a VF this domain already runs with: stays active
             db.execute(
                 """UPDATE leases SET domain_name = ?, nic_id = ?, mac = ?, vlan = ?, state = 'active',
-                       boot_id = ?, activated_at = COALESCE(?, activated_at) WHERE vf = ?""",
+                       boot_id = ?, activated_at = COALESCE(?, activated_at),
+                       network = COALESCE(?, network), port = COALESCE(?, port) WHERE vf = ?""",
                 (name, want.nic_id, want.mac, want.vlan, self.boot_id,
-                 now if op == "claim" else None, want.vf),
+                 now if op == "claim" else None, want.network, want.port, want.vf),
             )
         else:  # renew this domain's reservation
             db.execute(
@@ -590,7 +658,9 @@ class Ledger:
                 (uuid, want.nic_id, want.vf, now),
             )
         nic = f"nic {want.nic_id}" if want.nic_id else "adopted hostdev"
-        self._event(db, now, op, "ok", uuid, name, want.vf, nic)
+        if want.network is not None:
+            nic = f"nic {want.nic_id}, port {want.port}" if want.nic_id else f"port {want.port}"
+        self._event(db, now, op, "ok", uuid, name, want.vf, nic, want.network)
         _fault(f"{op}:after-journal")
 
     def _snapshot(self, db: sqlite3.Connection, domain_uuid: str, now: float) -> Snapshot:
@@ -610,12 +680,12 @@ class Ledger:
     @staticmethod
     def _event(
         db: sqlite3.Connection, now: float, action: str, outcome: str, domain_uuid: Optional[str],
-        domain_name: Optional[str], vf: Optional[str], detail: str,
+        domain_name: Optional[str], vf: Optional[str], detail: str, network: Optional[str] = None,
     ) -> None:
         db.execute(
-            """INSERT INTO events (time, domain_uuid, domain_name, vf, action, outcome, detail)
-               VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            (now, domain_uuid, domain_name, vf, action, outcome, detail),
+            """INSERT INTO events (time, domain_uuid, domain_name, vf, action, outcome, detail, network)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            (now, domain_uuid, domain_name, vf, action, outcome, detail, network),
         )
 
     def _lease(self, row: sqlite3.Row, now: float) -> Lease:
@@ -629,6 +699,7 @@ class Ledger:
             mac=row["mac"], vlan=row["vlan"], state=row["state"], boot_id=row["boot_id"],
             reserved_at=row["reserved_at"], activated_at=row["activated_at"], started_at=row["started_at"],
             saved=_json_loads(row["saved"]) if row["saved"] else None, stale=stale,
+            network=row["network"], port=row["port"],
         )
 
     def _why_stale(self, lease: Lease) -> str:
