@@ -84,3 +84,21 @@ def test_a_cache_file_others_could_have_written_is_not_read(tmp_path):
     cached.write_bytes(forged)
     cached.chmod(0o600)  # the same entry, private: it is what the cache is for
     assert load(str(config), cache_dir=cache).sriov_nics == ("eth9",)
+
+
+def test_only_the_default_configuration_is_cached_in_the_system_cache(tmp_path, monkeypatch):
+    # The hook and every root `vfctl --config X` (tests too) share /run/vfplugin: caching X there would evict
+    # the production entry, and the hook would pay a YAML parse on its next run.
+    import vfplugin.config as config_module
+
+    used: list[object] = []
+    monkeypatch.setattr(config_module, "_cache_read", lambda cache_dir, key: used.append(cache_dir))
+    monkeypatch.setattr(config_module, "_cache_write", lambda cache_dir, key, data: used.append(cache_dir))
+    other = write(tmp_path / "c.yaml", "sriov_nics: [eth2]\n")
+    assert load(str(other)).sriov_nics == ("eth2",)
+    monkeypatch.setenv("VFPLUGIN_CONFIG", str(other))
+    assert load().sriov_nics == ("eth2",)
+    assert config_module.CACHE_DIR not in used
+    # an explicit cache directory is the caller's choice, whatever the file
+    load(str(other), cache_dir=tmp_path / "cache")
+    assert used[-1] == tmp_path / "cache"

@@ -213,8 +213,12 @@ def load(
     inode, size, mtime): the hook runs on every lifecycle event and PyYAML costs more to import than the rest
     of a hook run. The cache is in ``marshal`` form, built into the interpreter: even json would cost the hook
     3 ms (it imports re). A cached document is validated again (``parse`` is cheap); any doubt reads the YAML.
+    The system cache (CACHE_DIR, shared by the hook and every root ``vfctl``) holds only the default path's
+    configuration: a ``--config X`` there would evict the hook's entry.
     """
     path = config_path(explicit, environ)
+    if cache_dir == CACHE_DIR and path != DEFAULT_CONFIG:
+        cache_dir = None
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
