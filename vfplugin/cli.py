@@ -30,6 +30,7 @@ COMMANDS = {
     "attach": "attach",
     "detach": "detach",
     "history": "history",
+    "metrics": "metrics",
     "release": "release",
     "reconcile": "reconcile",
     "install-hook": "install_hook",
