@@ -33,6 +33,10 @@ class VfpluginError(Exception):
     def message(self) -> str:
         return str(self)
 
+    def with_hint(self, hint: str) -> str:
+        """The message with ``hint`` in place of the class's own fix (one line, like ``str(error)``)."""
+        return " ".join(f"{self.msg_fmt.format(**self.kwargs)}; {hint}".split())
+
 
 # --- input: configuration, requests, values ---------------------------------------------------------------
 
@@ -56,6 +60,13 @@ class RequestError(VfpluginError):
 
     msg_fmt = "{source}: {problem}"
     exit_code = 2
+
+
+class NoVfChosen(RequestError):
+    """A request that no VF was written for yet: vfplugind (or ``vfctl start``) makes the domain startable."""
+
+    msg_fmt = "{source}: nic {nic!r} has no VF chosen yet"
+    hint = "run 'vfctl start {domain}' (it chooses a VF, writes it into the domain and starts it)"
 
 
 # --- the host ------------------------------------------------------------------------------------------------
@@ -134,6 +145,20 @@ class VfBusy(VfpluginError):
     hint = "run 'vfctl start {domain}' to choose a free VF"
 
 
+class NetworkVfBusy(VfBusy):
+    """A libvirt network port on a VF another domain holds (the network's pool counted it free)."""
+
+    hint = (
+        "run 'vfctl reconcile' (it gives network {network} a port for every VF vfplugin holds, so libvirt "
+        "picks a free one) and start the domain again"
+    )
+
+
+# The fix the hook gives instead of VfBusy's and NoVfChosen's own when the agent that would have re-pointed or
+# materialized the domain is not running.
+AGENT_DOWN_HINT = "vfplugind is not running: systemctl start vfplugind, or run 'vfctl start {domain}'"
+
+
 class NoCandidate(VfpluginError):
     """No VF satisfies a request; the message says why."""
 
@@ -163,3 +188,8 @@ class OvsError(VfpluginError):
 
 class LibvirtError(VfpluginError):
     msg_fmt = "libvirt: {problem}"
+
+
+class AgentRunning(VfpluginError):
+    msg_fmt = "vfplugind is already running for ledger {ledger} (pid {pid}, lock {path})"
+    hint = "stop it first (systemctl stop vfplugind); one agent per ledger"
