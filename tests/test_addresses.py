@@ -57,6 +57,13 @@ def test_libvirt_attributes_that_are_not_numbers_are_refused() -> None:
         PciAddress.from_libvirt({"bus": "0xzz"})
 
 
+@pytest.mark.parametrize("attrs", [{"domain": "-1"}, {"bus": "0x100"}, {"slot": "0x20"}, {"function": "8"}])
+def test_libvirt_attributes_out_of_range_are_refused(attrs: dict[str, str]) -> None:
+    # found by test_validation_properties: domain='-1' became "-001:00:00.0", which nothing parses back
+    with pytest.raises(InvalidValue, match="out of range"):
+        PciAddress.from_libvirt(attrs)
+
+
 def test_mac_is_normalised_and_must_be_unicast() -> None:
     assert parse_mac("52:54:00:AB:CD:EF") == "52:54:00:ab:cd:ef"
     for bad in ("01:00:5e:00:00:01", "00:00:00:00:00:00", "52:54:00:ab:cd", "52-54-00-ab-cd-ef"):

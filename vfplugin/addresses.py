@@ -63,9 +63,15 @@ class PciAddress(Record):
     def from_libvirt(cls, attrs: dict[str, str]) -> PciAddress:
         """From the attributes of libvirt's ``<address type='pci' domain='0x0000' bus='0x0a' .../>``."""
         try:
-            return cls(*(int(attrs.get(k, "0"), 0) for k in ("domain", "bus", "slot", "function")))
+            address = cls(*(int(attrs.get(k, "0"), 0) for k in ("domain", "bus", "slot", "function")))
         except ValueError:
             raise InvalidValue(what="PCI address", value=str(dict(attrs)), problem="not a number") from None
+        # libvirt's own limits (virPCIDeviceAddressIsValid); beyond them str() would not parse back
+        if not (0 <= address.domain <= 0xFFFF and 0 <= address.bus <= 0xFF and 0 <= address.slot <= 0x1F
+                and 0 <= address.function <= 7):
+            raise InvalidValue(what="PCI address", value=str(dict(attrs)),
+                               problem="out of range (domain 0-0xffff, bus 0-0xff, slot 0-0x1f, function 0-7)")
+        return address
 
     def libvirt_attrs(self) -> dict[str, str]:
         return {
