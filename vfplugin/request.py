@@ -102,7 +102,8 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
         value = parse_name(raw, "pool name")
     else:
         value = raw.strip()
-        if not value or len(value) > 200:
+        # printable only: a control character cannot be written back into XML (vfctl attach --model)
+        if not value or len(value) > 200 or not value.isprintable():
             raise InvalidValue(
                 what="model", value=raw, problem="expected a model name as `vfctl list` shows it"
             )
