@@ -41,7 +41,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vfplugin-bench-hook-"))
     hook = str(install(work, interpreter))
     config = write_config(work, ovs_offload_nics=[], pools={"i350": {"pfs": ["eth2"]}})
-    env = {"LC_ALL": "C", "PATH": LIBVIRT_PATH, "VFPLUGIN_CONFIG": str(config)}
+    env = {"LC_ALL": "C", "PATH": LIBVIRT_PATH, "VFPLUGIN_CONFIG": str(config),
+           "VFPLUGIN_CONFIG_CACHE": str(work / "config-cache")}  # as the installed hook caches /etc's
 
     base = baseline(interpreter, RUNS)
     plain = domain_xml("plain").encode()

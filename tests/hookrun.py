@@ -61,6 +61,7 @@ def run_hook(
     env = {"LC_ALL": "C", "PATH": LIBVIRT_PATH}
     if config is not None:
         env["VFPLUGIN_CONFIG"] = str(config)
+        env["VFPLUGIN_CONFIG_CACHE"] = str(config.parent / "config-cache")  # as the hook caches /etc's
     env.update(extra_env or {})
     argv = [str(hook), name, operation, sub, "-"]
     if netns:

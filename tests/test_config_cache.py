@@ -102,3 +102,12 @@ def test_only_the_default_configuration_is_cached_in_the_system_cache(tmp_path, 
     # an explicit cache directory is the caller's choice, whatever the file
     load(str(other), cache_dir=tmp_path / "cache")
     assert used[-1] == tmp_path / "cache"
+
+
+def test_another_configuration_is_cached_where_vfplugin_config_cache_says(tmp_path, monkeypatch):
+    import vfplugin.config as config_module
+
+    other = write(tmp_path / "c.yaml", "sriov_nics: [eth2]\n")
+    monkeypatch.setenv("VFPLUGIN_CONFIG_CACHE", str(tmp_path / "private"))
+    assert load(str(other)).sriov_nics == ("eth2",)
+    assert (tmp_path / "private" / config_module.CACHE_FILE).exists()

@@ -242,7 +242,8 @@ def imported_by_hook(op: str, sub: str, name: str, xml: str, config: Path) -> se
         f"status = main([{name!r}, {op!r}, {sub!r}, '-'])\n"
         "print(status, ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
-    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "VFPLUGIN_CONFIG": str(config)}
+    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "VFPLUGIN_CONFIG": str(config),
+           "VFPLUGIN_CONFIG_CACHE": str(config.parent / "config-cache")}
     done = subprocess.run(
         [sys.executable, "-I", "-c", probe], input=xml.encode(), capture_output=True, env=env, check=True
     )

@@ -176,7 +176,8 @@ def imported_by_nethook(op: str, data: str, config: Path) -> set[str]:
         f"status = main(['vfnet', {op!r}, 'begin', '-'])\n"
         "print(status, ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
-    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "VFPLUGIN_CONFIG": str(config)}
+    env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin", "VFPLUGIN_CONFIG": str(config),
+           "VFPLUGIN_CONFIG_CACHE": str(config.parent / "config-cache")}
     done = subprocess.run(
         [sys.executable, "-I", "-c", probe], input=data.encode(), capture_output=True, env=env, check=True
     )

@@ -26,6 +26,7 @@ DEFAULT_LEDGER = "/var/lib/vfplugin/ledger.sqlite3"
 ENV_VAR = "VFPLUGIN_CONFIG"
 CACHE_DIR = "/run/vfplugin"  # tmpfs: gone at reboot, 0700 root
 CACHE_FILE = "config-cache.marshal"
+CACHE_ENV_VAR = "VFPLUGIN_CONFIG_CACHE"  # a private cache directory for a configuration other than the default
 
 
 class Network(Record):
@@ -218,7 +219,9 @@ def load(
     """
     path = config_path(explicit, environ)
     if cache_dir == CACHE_DIR and path != DEFAULT_CONFIG:
-        cache_dir = None
+        # Another file (tests, benchmarks) is cached only where $VFPLUGIN_CONFIG_CACHE says; the hook's scrubbed
+        # environment never names one.
+        cache_dir = (os.environ if environ is None else environ).get(CACHE_ENV_VAR) or None
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
