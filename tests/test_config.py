@@ -68,6 +68,12 @@ def test_unknown_pool_key_is_named() -> None:
     assert ": pools.p.vlan: unknown key" in text
 
 
+def test_unknown_pool_keys_of_mixed_types_are_named() -> None:
+    # found by test_validation_properties: sorting {3, "vlan"} raised TypeError, a traceback instead of a line
+    text = error_of({"sriov_nics": ["eth2"], "pools": {"p": {"pfs": ["eth2"], "vlan": 3, 3: None}}})
+    assert ": pools.p.3: unknown key" in text
+
+
 @pytest.mark.parametrize(
     "data, key",
     [

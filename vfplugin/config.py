@@ -156,7 +156,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
             raise fail(key, str(e)) from None
         if not isinstance(spec, Mapping):
             raise fail(key, "expected {pfs: [eth2], model: \"...\"}")
-        extra = sorted(set(spec) - {"pfs", "model"})
+        extra = sorted(str(k) for k in spec if k not in ("pfs", "model"))  # YAML keys may be numbers
         if extra:
             raise fail(f"{key}.{extra[0]}", "unknown key; a pool has pfs and model")
         pfs = spec.get("pfs") or []
