@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .addresses import PciAddress
 from .config import Config
@@ -53,20 +53,50 @@ class Inventory:
         return next((vf for vf in self.vfs if vf.address == address), None)
 
 
+@dataclass(frozen=True)
+class PfInfo:
+    """A managed PF as the operator's views show it (vfctl list --tree, metrics), or why it cannot be used."""
+
+    name: str
+    problem: Optional[str] = None  # missing, not SR-IOV capable, or 0 VFs (the HostError's line)
+    address: str = ""  # "" when the PF could not be read at all
+    model: str = ""  # the PF's own model name (pci.ids)
+    driver: str = ""
+    numa_node: Optional[int] = None
+    total_vfs: int = 0  # sriov_totalvfs
+    num_vfs: int = 0  # sriov_numvfs
+
+
 def discover(config: Config, sysfs: Optional[Sysfs] = None, pciids: Optional[PciIds] = None) -> Inventory:
     """Read the VFs of every PF in ``config.managed_pfs``; a PF that cannot be read becomes a problem and
     discovery of the others goes on."""
+    return survey(config, sysfs, pciids)[1]
+
+
+def survey(
+    config: Config, sysfs: Optional[Sysfs] = None, pciids: Optional[PciIds] = None
+) -> tuple[tuple[PfInfo, ...], Inventory]:
+    """``discover``, plus one PfInfo per configured PF (in configuration order) from the same reads."""
     sysfs = sysfs or Sysfs(config.sysfs_root)
     pciids = pciids or PciIds()
     vfs: list[VfInfo] = []
     problems: list[VfpluginError] = []
+    pfs: list[PfInfo] = []
     for pf in sysfs.pfs(config.managed_pfs):
         if isinstance(pf, HostError):
             problems.append(pf)
+            pfs.append(PfInfo(name=str(pf.kwargs.get("pf", "?")), problem=str(pf)))
             continue
+        info = PfInfo(
+            name=pf.name, address=str(pf.address), model=pciids.model(pf.vendor_id, pf.device_id),
+            driver=pf.driver or "", numa_node=pf.numa_node, total_vfs=pf.total_vfs, num_vfs=pf.num_vfs,
+        )
         if not pf.vfs:
-            problems.append(PfNoVfs(pf=pf.name, address=str(pf.address), total=pf.total_vfs))
+            problem = PfNoVfs(pf=pf.name, address=str(pf.address), total=pf.total_vfs)
+            problems.append(problem)
+            pfs.append(replace(info, problem=str(problem)))
             continue
+        pfs.append(info)
         for vf in pf.vfs:
             model = pciids.model(vf.vendor_id, vf.device_id)
             vfs.append(
@@ -86,4 +116,4 @@ def discover(config: Config, sysfs: Optional[Sysfs] = None, pciids: Optional[Pci
                     pools=config.pools_of(vf.pf, model),
                 )
             )
-    return Inventory(tuple(vfs), tuple(problems))
+    return tuple(pfs), Inventory(tuple(vfs), tuple(problems))

@@ -58,24 +58,10 @@ class Family:
 
 
 @dataclass(frozen=True)
-class PfFacts:
-    """What the metrics need of one managed PF: its sysfs facts, or why it could not be read."""
-
-    name: str
-    problem: Optional[str] = None  # set: the PF is missing, not SR-IOV capable, or has 0 VFs
-    address: str = ""
-    model: str = ""  # the PF's own model name (pci.ids)
-    driver: str = ""
-    numa_node: Optional[int] = None
-    total_vfs: int = 0  # sriov_totalvfs
-    num_vfs: int = 0  # sriov_numvfs
-
-
-@dataclass(frozen=True)
 class HostFacts:
     """Everything ``families`` turns into series."""
 
-    pfs: tuple[PfFacts, ...]
+    pfs: tuple[Any, ...]  # inventory.PfInfo
     vfs: tuple[Any, ...]  # inventory.VfInfo
     leases: Optional[Mapping[str, Any]]  # VF address -> live lease (ledger.Lease); None: ledger unreadable
     events: Sequence[Any] = ()  # ledger.Event
@@ -298,32 +284,10 @@ def gather(
     cfg: Config, *, stats: Optional[StatsReader] = None, pciids: Any = None, sysfs: Any = None,
 ) -> list[Family]:
     """Read the host now and return its families (see the module docstring for what may be missing)."""
-    from .errors import HostError, LedgerError
-    from .inventory import VfInfo
-    from .pciids import PciIds
-    from .sysfs import Sysfs
+    from .errors import LedgerError
+    from .inventory import survey
 
-    sysfs = sysfs or Sysfs(cfg.sysfs_root)
-    pciids = pciids or PciIds()
-    pfs: list[PfFacts] = []
-    vfs: list[VfInfo] = []
-    for pf in sysfs.pfs(cfg.managed_pfs):
-        if isinstance(pf, HostError):
-            pfs.append(PfFacts(name=_failed_pf_name(pf), problem=str(pf)))
-            continue
-        pfs.append(PfFacts(
-            name=pf.name, problem=None if pf.vfs else "0 VFs", address=str(pf.address),
-            model=pciids.model(pf.vendor_id, pf.device_id), driver=pf.driver or "", numa_node=pf.numa_node,
-            total_vfs=pf.total_vfs, num_vfs=pf.num_vfs,
-        ))
-        for vf in pf.vfs:
-            model = pciids.model(vf.vendor_id, vf.device_id)
-            vfs.append(VfInfo(
-                address=vf.address, pf=vf.pf, pf_address=vf.pf_address, vf_index=vf.vf_index,
-                vendor_id=vf.vendor_id, device_id=vf.device_id, model=model, numa_node=vf.numa_node,
-                iommu_group=vf.iommu_group, driver=vf.driver, netdev=vf.netdev, representor=vf.representor,
-                pools=cfg.pools_of(vf.pf, model),
-            ))
+    pfs, inventory = survey(cfg, sysfs, pciids)
     leases: Optional[dict[str, Any]]
     events: list[Any] = []
     try:
@@ -333,13 +297,9 @@ def gather(
     readable = [pf.name for pf in pfs if not pf.problem]
     reader = stats or default_stats(cfg)
     return families(HostFacts(
-        pfs=tuple(pfs), vfs=tuple(vfs), leases=leases, events=events, stats=reader(readable),
+        pfs=pfs, vfs=inventory.vfs, leases=leases, events=events, stats=reader(readable),
         pools=tuple(p.name for p in cfg.pools),
     ))
-
-
-def _failed_pf_name(error: Any) -> str:
-    return str(error.kwargs.get("pf", "?"))
 
 
 def _ledger(cfg: Config) -> tuple[dict[str, Any], list[Any]]:

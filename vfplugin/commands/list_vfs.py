@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", metavar="P", help="only VFs this pool admits")
     parser.add_argument("--free", action="store_true", help="only VFs no domain holds")
     parser.add_argument("--json", action="store_true", help="a JSON array of objects instead of a table")
+    parser.add_argument(
+        "--tree", action="store_true",
+        help="NUMA node -> PF -> VF -> domain (color on a terminal unless NO_COLOR is set; with --json: the "
+        "same tree as one JSON object)",
+    )
 
 
 def rows(
@@ -121,13 +126,32 @@ def read_leases(cfg: Any) -> dict[str, LeaseLike]:
         ledger.close()
 
 
+def use_color(stream: Any, environ: Mapping[str, str]) -> bool:
+    """Color only on a terminal, and never when NO_COLOR is set to anything (https://no-color.org)."""
+    return not environ.get("NO_COLOR") and bool(getattr(stream, "isatty", lambda: False)())
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..inventory import discover
+    from ..inventory import survey
 
     cfg = load_config(args)
-    inventory = discover(cfg)
+    pfs, inventory = survey(cfg)
     for problem in inventory.problems:
         print(f"vfctl: {problem}", file=sys.stderr)
+    if args.tree:
+        from .. import tree
+
+        leases = read_leases(cfg)
+        selected = {item["address"] for item in rows(
+            inventory, leases, pf=args.pf, model=args.model, pool=args.pool, free=args.free)}
+        filtered = args.model or args.pool or args.free
+        shown = [pf for pf in pfs if args.pf is None or pf.name == args.pf]
+        built = tree.build(shown, inventory.vfs, leases, only=selected if filtered else None)
+        if args.json:
+            print(json.dumps(built, indent=2))
+        else:
+            print(tree.render(built, color=use_color(sys.stdout, os.environ)))
+        return 1 if inventory.problems else 0
     items = rows(inventory, read_leases(cfg), pf=args.pf, model=args.model, pool=args.pool, free=args.free)
     if args.json:
         # One object per line: readable, and json's C encoder (indent= would switch to the slow Python one).
