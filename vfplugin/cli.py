@@ -33,6 +33,7 @@ COMMANDS = {
     "metrics": "metrics",
     "release": "release",
     "reconcile": "reconcile",
+    "network": "network",
     "install-hook": "install_hook",
 }
 
