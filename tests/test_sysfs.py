@@ -237,12 +237,12 @@ def test_vf_of_a_pf_that_is_not_a_vf_or_absent_is_none() -> None:
     assert sysfs.vf(addr("0000:77:00.1")) is None
 
 
-def test_pf_name_of_skips_representors() -> None:
+def test_locate_names_the_pf_netdev_not_its_representors() -> None:
     sysfs = Sysfs(host_root("example"))
-    assert sysfs.pf_name_of(addr("0000:3b:00.5")) == "eth3"
-    assert sysfs.pf_name_of(addr("0000:0a:11.4")) == "eth2"
-    assert sysfs.pf_name_of(addr("0000:0a:00.0")) is None
-    assert sysfs.pf_name_of(addr("0000:77:00.1")) is None
+    assert sysfs.locate(addr("0000:3b:00.5")) == ("eth3", 3)  # switchdev: eth3's net/ also holds pf0vfN
+    assert sysfs.locate(addr("0000:0a:11.4")) == ("eth2", 3)
+    assert sysfs.locate(addr("0000:0a:00.0")) is None
+    assert sysfs.locate(addr("0000:77:00.1")) is None
 
 
 # --- NUMA ----------------------------------------------------------------------------------------------

@@ -29,10 +29,6 @@ class VfpluginError(Exception):
         # One line, always: a value quoted from a file must not break the line.
         super().__init__(" ".join(text.split()))
 
-    @property
-    def message(self) -> str:
-        return str(self)
-
     def with_hint(self, hint: str) -> str:
         """The message with ``hint`` in place of the class's own fix (one line, like ``str(error)``)."""
         return " ".join(f"{self.msg_fmt.format(**self.kwargs)}; {hint}".split())

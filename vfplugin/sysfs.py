@@ -380,13 +380,6 @@ class Sysfs:
         vf = self.vf(address)
         return (vf.pf, vf.vf_index) if vf is not None and vf.pf else None
 
-    def pf_name_of(self, address: PciAddress) -> Optional[str]:
-        """The netdev name of the PF that owns VF ``address`` (a few readlinks), or None if it is not a VF."""
-        physfn = f"{self.sys}/bus/pci/devices/{address}/physfn"
-        if _address(_link_name(physfn)) is None:
-            return None
-        return self._pf_netdev(os.path.realpath(physfn))
-
     # --- NUMA -----------------------------------------------------------------------------------------------
 
     def cpu_nodes(self) -> dict[int, int]:
