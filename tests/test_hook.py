@@ -93,7 +93,8 @@ def test_prepare_refuses_a_vf_held_by_another_domain_with_one_line(host, tmp_pat
     result = run_hook(hook, "db1", "prepare", "begin", db1, config)
     assert result.status == 1
     assert result.stderr == (
-        f"vfplugin: VF {I350_VF} is in use by domain \"web1\"; run 'vfctl start db1' to choose a free VF\n"
+        f"vfplugin: VF {I350_VF} is in use by domain \"web1\"; vfplugind is not running: "
+        "systemctl start vfplugind, or run 'vfctl start db1'\n"
     )
     # libvirt then runs stopped/release for the refused start: web1 must keep its VF
     for op, sub in (("stopped", "end"), ("release", "end")):
@@ -126,7 +127,10 @@ def test_request_without_a_chosen_vf_is_refused_with_the_fix(host):
     raw = domain_xml("fresh", nics='<vfp:nic id="net0" pool="i350"/>')
     result = run_hook(hook, "fresh", "prepare", "begin", raw, config)
     assert result.status == 1
-    assert "nic 'net0' has no VF chosen yet; run 'vfctl start fresh'" in result.stderr
+    assert (
+        "nic 'net0' has no VF chosen yet; vfplugind is not running: systemctl start vfplugind, "
+        "or run 'vfctl start fresh'"
+    ) in result.stderr
     assert result.stderr.count("\n") == 1
 
 

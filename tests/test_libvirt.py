@@ -186,8 +186,9 @@ def test_start_of_a_domain_whose_vf_is_held_is_refused_with_vfplugins_line(daemo
     started = virsh("start", name)
     assert started.returncode != 0
     assert (
-        f"vfplugin: VF 0000:0a:10.4 is in use by domain \"web1\"; run 'vfctl start {name}' to choose a free VF"
-    ) in started.stderr
+        f"vfplugin: VF 0000:0a:10.4 is in use by domain \"web1\"; vfplugind is not running: "
+        f"systemctl start vfplugind, or run 'vfctl start {name}'"
+    ) in started.stderr  # with the agent running: tests/test_agent_libvirt.py
     [lease] = leases(ledger_path)  # the refused domain's release freed nothing of web1's
     assert (lease.domain_name, lease.state) == ("web1", "active")
 

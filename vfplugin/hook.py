@@ -200,10 +200,24 @@ def _run(
         return handler(ctx)
     except VfpluginError as e:
         LOG.error("%s", e)
-        return refuse(str(e))
+        return refuse(_without_agent(e, ctx) or str(e))
     except Exception as e:  # a bug: the traceback goes to the log, never to the user's terminal
         LOG.exception("internal error")
         return refuse(f"internal error: {type(e).__name__}: {e} (traceback in the system log)")
+
+
+def _without_agent(e: Exception, ctx: Optional[_Context]) -> Optional[str]:
+    """The refusal of a start vfplugind would have made startable (no VF chosen yet, or a VF another domain
+    took), when that agent is not running: say so. Only on the refusal path: the check opens a file."""
+    from .errors import AGENT_DOWN_HINT, NoVfChosen, VfBusy
+
+    if ctx is None or not isinstance(e, (NoVfChosen, VfBusy)):
+        return None
+    from . import agentpid
+
+    if agentpid.running(ctx.config.ledger):
+        return None
+    return e.with_hint(AGENT_DOWN_HINT.format(domain=ctx.name))
 
 
 # --- the actions -----------------------------------------------------------------------------------------

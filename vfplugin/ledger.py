@@ -403,10 +403,15 @@ class Ledger:
             return {r["vf"]: r["time"] for r in self._conn.execute("SELECT vf, time FROM released")}
 
     def history(
-        self, domain: Optional[str] = None, vf: Optional[str] = None, limit: Optional[int] = None
+        self, domain: Optional[str] = None, vf: Optional[str] = None, limit: Optional[int] = None,
+        actions: Optional[Sequence[str]] = None,
     ) -> list[Event]:
-        """Journal entries, oldest first; ``domain`` matches a name or a UUID; ``limit`` keeps the newest."""
+        """Journal entries, oldest first; ``domain`` matches a name or a UUID; ``actions`` keeps only those;
+        ``limit`` keeps the newest."""
         where, params = [], []
+        if actions is not None:
+            where.append(f"action IN ({', '.join('?' * len(actions))})")
+            params += list(actions)
         if domain is not None:
             where.append("(domain_uuid = ? OR domain_name = ?)")
             params += [domain, domain]
@@ -420,6 +425,12 @@ class Ledger:
         with self._errors():
             rows = self._conn.execute(sql, params).fetchall()
         return [Event(**{k: r[k] for k in r.keys()}) for r in reversed(rows)]
+
+    def last_event_id(self) -> int:
+        """The newest journal entry's id (0 when empty): every change of the ledger journals, so a watcher
+        (vfplugind) learns of claims and releases that raise no libvirt event by reading this one number."""
+        with self._errors():
+            return int(self._conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
 
     def integrity(self) -> list[str]:
         """``PRAGMA integrity_check`` problems; empty when the file is sound."""

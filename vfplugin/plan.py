@@ -9,7 +9,7 @@ lookup in the hook and a dictionary in tests.
 
 from __future__ import annotations
 
-from .errors import RequestError
+from .errors import NoVfChosen, RequestError
 from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
@@ -88,11 +88,7 @@ def holdings(domain: DomainFacts, config: Config, locate: Locate) -> list[Holdin
         held.append(Holding(ref.address, where[0], where[1], nic, ref.kind, ref.mac, ref.vlan))
     missing = sorted(set(requests) - seen_nics)
     if missing:
-        raise RequestError(
-            source=f"domain {domain.name}",
-            problem=f"nic {missing[0]!r} has no VF chosen yet; run 'vfctl start {domain.name}' "
-            "(it chooses a VF, writes it into the domain and starts it)",
-        )
+        raise NoVfChosen(source=f"domain {domain.name}", nic=missing[0], domain=domain.name)
     return held
 
 

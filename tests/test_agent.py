@@ -1,0 +1,158 @@
+"""vfplugind's policy (startable.py, pure), its pid file, and the hook's refusal with and without the agent.
+
+The agent against a real libvirtd: tests/test_agent_libvirt.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.hookrun import domain_xml, hostdev_interface, install, run_hook
+from tests.hosts import write_config
+from vfplugin import agentpid
+from vfplugin.addresses import PciAddress
+from vfplugin.domread import read_domain
+from vfplugin.errors import AgentRunning
+from vfplugin.inventory import VfInfo
+from vfplugin.ledger import Lease, Ledger, Want
+from vfplugin.startable import Defined, live_leases, pending, pointed_at, tiers, why_not_startable
+
+UUID_A = "aaaaaaaa-0000-0000-0000-000000000001"
+UUID_B = "bbbbbbbb-0000-0000-0000-000000000002"
+VF0, VF1, VF2 = "0000:0a:10.0", "0000:0a:10.4", "0000:0a:11.0"
+POOL = '<vfp:nic id="net0" pool="i350"/>'
+
+
+def defined(name: str, uuid: str, vf: str | None = None, active: bool = False, nics: str = POOL) -> Defined:
+    devices = hostdev_interface(vf, nic_id="net0") if vf else ""
+    facts = read_domain(domain_xml(name, uuid=uuid, nics=nics, devices=devices).encode())
+    return Defined(uuid=uuid, name=name, active=active, facts=facts)
+
+
+def lease(vf: str, uuid: str, name: str, stale: bool = False) -> Lease:
+    return Lease(vf, uuid, name, "net0", None, None, "active", "boot", None, 1.0, None, None, stale)
+
+
+def vf(address: str) -> VfInfo:
+    a = PciAddress.parse(address)
+    return VfInfo(a, "eth2", PciAddress.parse("0000:0a:00.0"), 0, "8086", "1520", "I350", 0, 1, "igbvf", None, None)
+
+
+@pytest.mark.pure
+def test_a_request_without_a_vf_is_not_startable():
+    assert why_not_startable(defined("web1", UUID_A), {}, {VF0}) == "nic net0 has no VF chosen"
+
+
+@pytest.mark.pure
+def test_a_vf_free_or_held_by_the_domain_itself_is_startable_without_any_reservation():
+    web1 = defined("web1", UUID_A, VF0)
+    assert why_not_startable(web1, {}, {VF0}) is None
+    assert why_not_startable(web1, {VF0: lease(VF0, UUID_A, "web1")}, {VF0}) is None
+
+
+@pytest.mark.pure
+def test_a_vf_another_domain_holds_live_makes_a_stopped_domain_unstartable_but_a_stale_lease_does_not():
+    web1 = defined("web1", UUID_A, VF0)
+    held = {VF0: lease(VF0, UUID_B, "db1")}
+    assert why_not_startable(web1, held, {VF0}) == "nic net0: VF 0000:0a:10.0 is held by db1"
+
+    assert why_not_startable(web1, live_leases([lease(VF0, UUID_B, "db1", stale=True)]), {VF0}) is None
+
+
+@pytest.mark.pure
+def test_running_domains_and_domains_without_requests_are_left_alone():
+    assert why_not_startable(defined("web1", UUID_A, active=True), {}, {VF0}) is None
+    assert why_not_startable(defined("plain", UUID_A, nics=""), {}, set()) is None
+
+
+@pytest.mark.pure
+def test_a_vf_that_left_the_host_makes_the_domain_unstartable():
+    assert why_not_startable(defined("web1", UUID_A, VF2), {}, {VF0}) == "nic net0: VF 0000:0a:11.0 is not on this host"
+
+
+@pytest.mark.pure
+def test_offers_put_vfs_nobody_else_points_at_first_and_keep_the_domains_own():
+    vfs = [vf(VF0), vf(VF1), vf(VF2)]
+    others = [defined("a", UUID_B, VF0), defined("b", "cccccccc-0000-0000-0000-000000000003", VF0),
+              defined("c", "dddddddd-0000-0000-0000-000000000004", VF1)]
+    pointed = pointed_at([*others, defined("me", UUID_A, VF0)], except_uuid=UUID_A)
+    assert pointed == {VF0: 2, VF1: 1}
+    offers = [[str(v.address) for v in tier] for tier in tiers(vfs, pointed, own=[])]
+    assert offers == [[VF2], [VF1, VF2], [VF0, VF1, VF2]]
+    assert [str(v.address) for v in tiers(vfs, pointed, own=[VF0])[0]] == [VF0, VF2]
+
+
+@pytest.mark.pure
+def test_a_running_domain_points_at_nothing_others_avoid():
+    assert pointed_at([defined("run", UUID_B, VF0, active=True)], except_uuid=UUID_A) == {}
+
+
+@pytest.mark.pure
+def test_pending_keeps_a_domain_whose_latest_agent_entry_is_a_failure():
+    class E:
+        def __init__(self, uuid: str, action: str, outcome: str) -> None:
+            self.domain_uuid, self.action, self.outcome = uuid, action, outcome
+
+    events = [E(UUID_A, "materialize", "failed"), E(UUID_B, "materialize", "failed"), E(UUID_B, "claim", "ok"),
+              E(UUID_B, "repoint", "ok")]
+    assert list(pending(events)) == [UUID_A]
+
+
+@pytest.mark.sqlite
+def test_one_agent_per_ledger_and_its_lock_goes_with_the_process(tmp_path):
+    ledger = str(tmp_path / "ledger.sqlite3")
+    assert not agentpid.running(ledger)
+    fd = agentpid.hold(ledger)
+    try:
+        assert agentpid.running(ledger)
+        assert Path(agentpid.path(ledger)).read_text() == f"{os.getpid()}\n"
+        import subprocess
+        import sys
+
+        code = "import sys; from vfplugin import agentpid; agentpid.hold(sys.argv[1])"
+        done = subprocess.run([sys.executable, "-c", code, ledger], capture_output=True, text=True, check=False)
+        assert AgentRunning.__name__ in done.stderr and f"pid {os.getpid()}" in done.stderr
+    finally:
+        os.close(fd)
+    assert not agentpid.running(ledger)  # the file stays, the lock does not: no stale "running"
+
+
+@pytest.fixture
+def hook_host(tmp_path: Path) -> tuple[Path, Path]:
+    return install(tmp_path), write_config(tmp_path, pools={"i350": {"pfs": ["eth2"]}})
+
+
+@pytest.mark.hook
+def test_with_the_agent_running_the_hook_refuses_exactly_as_before(hook_host, tmp_path):
+    hook, config = hook_host
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        ledger.claim(UUID_B, "web1", [Want(vf=VF1, nic_id="net0")])
+    fd = agentpid.hold(str(tmp_path / "ledger.sqlite3"))
+    try:
+        busy = run_hook(hook, "db1", "prepare", "begin", domain_xml("db1", devices=hostdev_interface(VF1)), config)
+        fresh = run_hook(hook, "fresh", "prepare", "begin", domain_xml("fresh", nics=POOL), config)
+    finally:
+        os.close(fd)
+    assert busy.status == 1
+    assert busy.stderr == (
+        f"vfplugin: VF {VF1} is in use by domain \"web1\"; run 'vfctl start db1' to choose a free VF\n"
+    )
+    assert fresh.status == 1
+    assert fresh.stderr == (
+        "vfplugin: domain fresh: nic 'net0' has no VF chosen yet; run 'vfctl start fresh' "
+        "(it chooses a VF, writes it into the domain and starts it)\n"
+    )
+
+
+@pytest.mark.hook
+def test_without_the_agent_the_refusal_names_it(hook_host):
+    hook, config = hook_host
+    fresh = run_hook(hook, "fresh", "prepare", "begin", domain_xml("fresh", nics=POOL), config)
+    assert fresh.status == 1
+    assert fresh.stderr == (
+        "vfplugin: domain fresh: nic 'net0' has no VF chosen yet; vfplugind is not running: "
+        "systemctl start vfplugind, or run 'vfctl start fresh'\n"
+    )
