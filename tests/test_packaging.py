@@ -37,6 +37,7 @@ FEDORA_DEPENDENCIES = {"python3-libvirt", "python3-lxml", "python3-pyroute2", "p
 # What both packages install besides the Python library, with its mode; a None mode is a directory.
 COMMON_FILES = {
     "/usr/bin/vfctl": 0o755,
+    "/usr/libexec/vfplugin/front": 0o755,
     "/usr/libexec/vfplugin/qemu-hook": 0o755,
     "/usr/libexec/vfplugin/reload-libvirt": 0o755,
     "/etc/libvirt/hooks/qemu.d/vfplugin": 0o755,
@@ -57,7 +58,7 @@ RPM_FILES = {
     "/usr/lib/systemd/system/vfplugin-reconcile.service": 0o644,
     "/usr/lib/systemd/system/libvirtd.service.d/vfplugin.conf": 0o644,
     "/usr/lib/systemd/system/virtqemud.service.d/vfplugin.conf": 0o644,
-    "/usr/share/man/man8/vfctl.8": 0o644,
+    "/usr/share/man/man8/vfctl.8.gz": 0o644,
     "/var/lib/vfplugin": 0o700,
 }
 CONFFILES = {"/etc/libvirt/hooks/qemu.d/vfplugin", "/etc/vfplugin/vfplugin.yaml"}
@@ -208,6 +209,7 @@ def test_deb_maintainer_scripts_make_ledger_dir_reload_libvirt_and_purge(deb: Pa
 
 def test_deb_ships_the_files_of_the_checkout(deb_tree: Path) -> None:
     same = {
+        "usr/libexec/vfplugin/front": "hooks/front",
         "usr/libexec/vfplugin/qemu-hook": "hooks/qemu",
         "usr/libexec/vfplugin/reload-libvirt": "packaging/reload-libvirt",
         "etc/libvirt/hooks/qemu.d/vfplugin": "packaging/libvirt-hook",
@@ -322,6 +324,38 @@ def test_both_packages_install_the_same_files(deb_listing: dict[str, str], rpm: 
     deb_files = normal({p for p, perms in deb_listing.items() if not perms.startswith("d")})
     rpm_files = normal({p for p, (perms, _) in rpm_listing(rpm).items() if not perms.startswith("d")})
     assert deb_files == rpm_files
+
+
+# ------------------------------------------------------------------------------------------ lintian, rpmlint
+
+RPMLINT_CONFIG = PACKAGING / "rpm" / "rpmlint.toml"
+
+
+def findings(output: str, levels: str) -> list[str]:
+    """The lines of a lintian or rpmlint report at these levels (``E: ...``/``W: ...``)."""
+    return [line for line in output.splitlines() if re.search(rf"(^|: )[{levels}]: ", line)]
+
+
+def test_deb_passes_lintian(deb: Path) -> None:
+    require_tool("lintian")
+    done = run("lintian", "-I", "--pedantic", "--fail-on", "error,warning", str(deb))
+    assert findings(done.stdout, "EW") == [] and done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rpm_passes_rpmlint_with_only_the_filters_it_gives_reasons_for(rpm: Path) -> None:
+    require_tool("rpmlint")
+    done = run("rpmlint", "-c", str(RPMLINT_CONFIG), str(rpm))
+    assert findings(done.stdout, "EW") == [], done.stdout
+    assert " 0 errors, 0 warnings" in done.stdout, done.stdout + done.stderr
+
+
+def test_every_rpmlint_filter_says_why() -> None:
+    lines = RPMLINT_CONFIG.read_text().splitlines()
+    filters = [i for i, line in enumerate(lines) if re.match(r"\s+'vfplugin", line)]
+    assert filters, "no filters found"
+    for i in filters:
+        above = lines[i - 1].strip()
+        assert above.startswith("#") or re.match(r"'vfplugin", above), f"filter without a reason: {lines[i]}"
 
 
 # ------------------------------------------------------------------------------------------ man page
@@ -489,29 +523,30 @@ def test_tmpfiles_entry_makes_a_root_only_ledger_directory(tmp_path: Path) -> No
 # ------------------------------------------------------------------------------------------ hook shim
 
 
-def shim_pointing_at(tmp_path: Path, hook: Path) -> Path:
-    """packaging/libvirt-hook with another hook path (it hard-codes /usr/libexec/vfplugin/qemu-hook)."""
+def shim_pointing_at(tmp_path: Path, front: Path) -> Path:
+    """packaging/libvirt-hook with another front path (it hard-codes /usr/libexec/vfplugin/front)."""
     text = (PACKAGING / "libvirt-hook").read_text()
-    assert text.count("/usr/libexec/vfplugin/qemu-hook") == 3  # the comment, the test, the exec
+    assert text.count("/usr/libexec/vfplugin/front") == 2  # the test, the exec
     shim = tmp_path / "vfplugin"
-    shim.write_text(text.replace("/usr/libexec/vfplugin/qemu-hook", str(hook)))
+    shim.write_text(text.replace("/usr/libexec/vfplugin/front", str(front)))
     shim.chmod(0o755)
     return shim
 
 
 def test_hook_shim_passes_argv_stdin_stdout_and_status_through(tmp_path: Path) -> None:
     require(Path("/usr/bin/python3").exists(), "/usr/bin/python3 is missing")
-    hook = tmp_path / "qemu-hook"
+    hook = tmp_path / "qemu-hook"  # next to the front, as in /usr/libexec/vfplugin
     hook.write_text("import sys\nprint(sys.argv[1:], sys.stdin.read(), sys.flags.isolated)\nsys.exit(3)\n")
-    shim = shim_pointing_at(tmp_path, hook)
+    shutil.copy2(ROOT / "hooks" / "front", tmp_path / "front")
+    shim = shim_pointing_at(tmp_path, tmp_path / "front")
     libvirt_env = {"LC_ALL": "C", "PATH": "/usr/bin:/bin"}
-    done = run(str(shim), "web1", "migrate", "begin", "-", input="<domain/>", env=libvirt_env)
+    done = run(str(shim), "web1", "migrate", "begin", "-", input="<domain><hostdev/></domain>\n", env=libvirt_env)
     assert done.returncode == 3
-    assert done.stdout == "['web1', 'migrate', 'begin', '-'] <domain/> 1\n"
+    assert done.stdout == "['web1', 'migrate', 'begin', '-'] <domain><hostdev/></domain>\n 1\n"
 
 
 def test_hook_shim_left_after_removal_lets_every_domain_start(tmp_path: Path) -> None:
-    shim = shim_pointing_at(tmp_path, tmp_path / "removed" / "qemu-hook")
+    shim = shim_pointing_at(tmp_path, tmp_path / "removed" / "front")
     for operation in ("prepare", "reconnect"):
         done = run(str(shim), "web1", operation, "begin", "-", input="<domain/>")
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
