@@ -23,10 +23,10 @@ from common import ROOT, baseline, figure, python  # noqa: E402
 sys.path.insert(0, str(ROOT / "tests"))
 from vf_values import I350_VF, vf  # noqa: E402
 
-from vfplugin.allocator import DomainContext, picker  # noqa: E402
+from vfplugin.allocator import DomainContext, choose  # noqa: E402
 from vfplugin.config import Pool  # noqa: E402
 from vfplugin.errors import VfBusy  # noqa: E402
-from vfplugin.ledger import Ledger, Want  # noqa: E402
+from vfplugin.ledger import Ledger, Snapshot, Want  # noqa: E402
 from vfplugin.request import NicRequest  # noqa: E402
 
 ROUNDS = 40
@@ -65,7 +65,12 @@ def allocate_release(path: Path, count: int) -> float:
     vfs = host_vfs(count)
     pools = (Pool("all", (), I350_VF),)
     domain = DomainContext(uuid="bench-uuid", name="bench")
-    pick = picker([NicRequest(id="net0", selector="pool", value="all")], vfs, domain, pools)
+    nics = [NicRequest(id="net0", selector="pool", value="all")]
+
+    def pick(snapshot: Snapshot) -> list[Want]:  # what rewrite.assign_and_reserve hands the ledger
+        chosen = choose(nics, vfs, snapshot.leases, domain, pools, snapshot.sticky, snapshot.last_released)
+        return [Want(str(c.vf.address), c.nic.id) for c in chosen]
+
     start = time.perf_counter()
     with Ledger.open(path, boot_id="bench") as ledger:
         ledger.allocate(domain.uuid, domain.name, pick)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from vf_values import CX5_VF, I350_VF, lease, pf_vfs, vf
 
-from vfplugin.allocator import DomainContext, choose, explain, picker
+from vfplugin.allocator import DomainContext, choose, explain
 from vfplugin.config import Pool
 from vfplugin.errors import NoCandidate
-from vfplugin.ledger import Snapshot, Want
 from vfplugin.request import NicRequest
 
 pytestmark = pytest.mark.pure
@@ -181,10 +180,3 @@ def test_more_nics_than_vfs_fails_on_the_nic_left_without_one():
     with pytest.raises(NoCandidate) as e:
         choose(nics, ETH2, [], WEB, POOLS)
     assert "nic 'net4'" in str(e.value) and "4 chosen for other nics of this domain" in str(e.value)
-
-
-def test_picker_turns_the_choice_into_wants_from_the_snapshot():
-    request = NicRequest(id="net0", selector="pf", value="eth2", vlan=100)
-    pick = picker([request], ETH2, WEB, POOLS, macs={"net0": "52:54:00:aa:bb:cc"})
-    wants = pick(Snapshot(leases=(lease(addr(ETH2[0]), "db1"),), sticky={}, last_released={}))
-    assert wants == [Want(addr(ETH2[1]), "net0", "52:54:00:aa:bb:cc", 100)]

@@ -21,7 +21,7 @@ from .inventory import VfInfo
 from .request import NicRequest
 
 if TYPE_CHECKING:
-    from .ledger import Lease, Snapshot, Want
+    from .ledger import Lease
 
 _EMPTY: Mapping[str, str] = {}
 _NEVER: Mapping[str, float] = {}
@@ -125,21 +125,6 @@ def explain(
             chosen_pfs[best.pf] += 1
         results[i] = ranking
     return [results[i] for i in range(len(nics))]
-
-
-def picker(
-    nics: Sequence[NicRequest], vfs: Sequence[VfInfo], domain: DomainContext, pools: Sequence[Pool],
-    macs: Mapping[str, str] = _EMPTY,
-) -> Callable[[Snapshot], list[Want]]:
-    """The ``pick`` for ``Ledger.allocate``: choose from the snapshot the ledger reads inside its write
-    transaction. ``macs``: nic id -> MAC to record (default: the request's own mac)."""
-    from .ledger import Want  # the ledger module imports nothing from here: no cycle
-
-    def pick(snapshot: Snapshot) -> list[Want]:
-        choices = choose(nics, vfs, snapshot.leases, domain, pools, snapshot.sticky, snapshot.last_released)
-        return [Want(str(c.vf.address), c.nic.id, macs.get(c.nic.id, c.nic.mac), c.nic.vlan) for c in choices]
-
-    return pick
 
 
 # --- filter steps: each says why a VF is dropped for this nic, or None to keep it --------------------------

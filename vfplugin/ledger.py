@@ -472,7 +472,7 @@ class Ledger:
     def allocate(self, domain_uuid: str, domain_name: str, pick: Pick) -> list[Lease]:
         """Reserve what ``pick`` chooses from a snapshot read in the same write transaction, so that many
         processes allocating at once each see the others' reservations (no retry loop, no double allocation).
-        ``pick`` is ``allocator.picker(...)``; its NoCandidate propagates and is journaled."""
+        ``pick`` (rewrite.assign_and_reserve's runs the allocator): its NoCandidate propagates and is journaled."""
         return self._take("reserve", domain_uuid, domain_name, (), pick=pick)
 
     def mark_started(self, domain_uuid: str) -> None:
