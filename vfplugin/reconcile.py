@@ -88,6 +88,7 @@ def reconcile(cfg: Config, uri: str, dry_run: bool = False) -> Report:
         _release_not_running(cfg, sysfs, ledger, running, report, dry_run)
         _claim_running(ledger, running, report, dry_run)
         _reconcile_ovs(cfg, sysfs, running, report, dry_run)
+        _reconcile_ports(cfg, uri, ledger, inventory, report, dry_run)
         if not dry_run:
             outcome = "ok" if report.ok else "failed"
             ledger.journal(
@@ -102,6 +103,23 @@ def reconcile(cfg: Config, uri: str, dry_run: bool = False) -> Report:
 
 
 # --- the steps: each appends to the report and lets the next one run -----------------------------------------
+
+
+def _reconcile_ports(cfg: Config, uri: str, ledger: Any, inventory: Any, report: Report, dry: bool) -> None:
+    """Guarded hostdev networks: a port for every held VF of their pools, none for VFs nobody holds
+    (netports.py); after a network restart this gives libvirt its counts back."""
+    from . import virt
+    from .errors import VfpluginError
+    from .netports import sync
+
+    try:
+        with virt.connect(uri) as conn:
+            fixes, failures = sync(conn, cfg, ledger, inventory, dry_run=dry)
+    except VfpluginError as e:
+        report.failures.append(f"network ports: {e}")
+        return
+    report.fixes += fixes
+    report.failures += failures
 
 
 def _expire(ledger: Any, report: Report, dry: bool) -> None:

@@ -39,3 +39,15 @@ def host(cfg: Config) -> tuple[Any, Any]:
 
     sysfs = Sysfs(cfg.sysfs_root)
     return sysfs, discover(cfg, sysfs)
+
+
+def network_ports(cfg: Config, uri: str) -> None:
+    """After a command changed leases: guarded hostdev networks get a port for every VF vfplugin holds in
+    their pools and lose those of VFs given back (netports.py), so libvirt never picks a VF vfplugin gave out.
+    A failure is a warning: the command's own work is done, and 'vfctl reconcile' repairs ports."""
+    import sys
+
+    from ..netports import sync_now
+
+    for line in sync_now(cfg, uri):
+        print(f"vfctl: warning: network ports: {line}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import config, host, open_ledger
+from . import config, host, network_ports, open_ledger
 
 HELP = (
     "add a VF to a domain: request in the metadata, VF chosen and held, interface attached (--live/--config)"
@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                     unconfigure(cfg, sysfs, lease, vf.pf)
                 ledger.release(uuid, vfs=[str(vf.address)], reason="attach failed")
                 raise
+    network_ports(cfg, args.connect)
     where = " and ".join(w for w, on in (("live", live), ("config", persistent)) if on)
     print(f"attached {assignment.describe()} to {args.domain} ({where})")
     return 0

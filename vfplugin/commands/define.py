@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import config, host, open_ledger, read_domain_file
+from . import config, host, network_ports, open_ledger, read_domain_file
 
 HELP = "choose and reserve VFs for FILE's requests, then define the domain in libvirt"
 
@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
         except Exception:
             ledger.release(domain_uuid(domain), reason="define failed")
             raise
+    network_ports(cfg, args.connect)
     print(f"Domain '{domain.name}' defined from {args.file}")
     for a in assignments:
         print(f"  {a.describe()}")
     return 0
+

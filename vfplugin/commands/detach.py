@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import ALIAS_PREFIX
-from . import config, open_ledger
+from . import config, network_ports, open_ledger
 from .attach import flags
 
 HELP = "remove a vfplugin nic from a domain: interface detached, request dropped, VF released (--live/--config)"
@@ -58,5 +58,7 @@ def run(args: argparse.Namespace) -> int:
                         for problem in unconfigure(cfg, sysfs, lease, None):
                             print(f"vfctl: warning: {problem}")
                     ledger.release(uuid, vfs=[vf], reason=f"detached {args.nic}")
+    if released:
+        network_ports(cfg, args.connect)
     print(f"detached {args.nic} from {args.domain}")
     return 0

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from . import config as load_config
+from . import network_ports
 
 HELP = "free VF leases by hand (journaled): all of a domain's (--domain), or one VF (--vf)"
 REASON = "released by hand (vfctl release)"
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
                 ledger.journal("release", "noop", domain_name=domain, detail=f"{REASON}: no lease held")
             if not freed:
                 print(f"domain {domain} holds no VF lease; nothing released")
+    if freed:
+        network_ports(cfg, args.connect)
     for lease in freed:
         print(describe(lease))
     if any(x.state == "active" and not x.stale for x in freed):

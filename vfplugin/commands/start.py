@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import config, host, open_ledger
+from . import config, host, network_ports, open_ledger
 
 HELP = "start a defined domain, choosing free VFs again for any nic whose VF another domain holds"
 
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
             after = domain.to_bytes()
             if after != before:
                 virt.call(f"redefine {args.domain}", conn.defineXML, after.decode("utf-8"))
+            network_ports(cfg, args.connect)
         virt.call(f"start {args.domain}", dom.create)
     print(f"Domain '{args.domain}' started")
     for a in assignments:
