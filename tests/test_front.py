@@ -6,7 +6,8 @@ temporary directory whose ``<kind>-hook`` is a stub that records its argv and ev
 document of the corpus (the golden domains, the hostile ones, generated variants) goes through every kind of
 operation; the front must pass it on iff the Python hook's own rule (``vfplugin.hook._HANDLERS`` and
 ``concerns_vfplugin``) says it concerns vfplugin, and then byte for byte with the same arguments, and the
-Python hook's stdout, stderr and exit status must come back unchanged.
+Python hook's stdout, stderr and exit status must come back unchanged. The network front: the same, by the
+network hook's rule (``vfplugin.nethook.may_concern_vfplugin``), for every network operation.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from tests.hookrun import LIBVIRT_PATH
 from tests.test_domxml_hostile import CASES as HOSTILE
 from vfplugin.hook import _HANDLERS, concerns_vfplugin
+from vfplugin.nethook import may_concern_vfplugin
 
 pytestmark = pytest.mark.hook
 
@@ -51,8 +53,11 @@ sys.exit(3)
 
 
 def network_rule(data: bytes) -> bool:
-    """The network front's rule, agreed with the network hook: hostdev, a character reference or a declaration."""
-    return b"hostdev" in data or b"&#" in data or b"encoding" in data
+    """The network front's rule, agreed with the network hook: hostdev, a character reference or a declaration
+    (the Python network hook's own pre-check must say the same)."""
+    rule = b"hostdev" in data or b"&#" in data or b"encoding" in data
+    assert may_concern_vfplugin(data) == rule
+    return rule
 
 
 @pytest.fixture(scope="module")
