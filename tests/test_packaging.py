@@ -41,6 +41,8 @@ COMMON_FILES = {
     "/usr/libexec/vfplugin/qemu-hook": 0o755,
     "/usr/libexec/vfplugin/reload-libvirt": 0o755,
     "/etc/libvirt/hooks/qemu.d/vfplugin": 0o755,
+    "/usr/libexec/vfplugin/network-hook": 0o755,
+    "/etc/libvirt/hooks/network.d/vfplugin": 0o755,
     "/etc/vfplugin/vfplugin.yaml": 0o644,
     "/usr/lib/tmpfiles.d/vfplugin.conf": 0o644,
     "/usr/share/bash-completion/completions/vfctl": 0o644,
@@ -48,6 +50,7 @@ COMMON_FILES = {
 DEB_FILES = {
     **COMMON_FILES,
     "/lib/systemd/system/vfplugin-reconcile.service": 0o644,
+    "/lib/systemd/system/vfplugin-netports.service": 0o644,
     "/lib/systemd/system/libvirtd.service.d/vfplugin.conf": 0o644,
     "/lib/systemd/system/virtqemud.service.d/vfplugin.conf": 0o644,
     "/usr/share/man/man8/vfctl.8.gz": 0o644,
@@ -56,12 +59,14 @@ DEB_FILES = {
 RPM_FILES = {
     **COMMON_FILES,
     "/usr/lib/systemd/system/vfplugin-reconcile.service": 0o644,
+    "/usr/lib/systemd/system/vfplugin-netports.service": 0o644,
     "/usr/lib/systemd/system/libvirtd.service.d/vfplugin.conf": 0o644,
     "/usr/lib/systemd/system/virtqemud.service.d/vfplugin.conf": 0o644,
     "/usr/share/man/man8/vfctl.8.gz": 0o644,
     "/var/lib/vfplugin": 0o700,
 }
-CONFFILES = {"/etc/libvirt/hooks/qemu.d/vfplugin", "/etc/vfplugin/vfplugin.yaml"}
+CONFFILES = {"/etc/libvirt/hooks/qemu.d/vfplugin", "/etc/libvirt/hooks/network.d/vfplugin",
+             "/etc/vfplugin/vfplugin.yaml"}
 
 
 def run(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -156,7 +161,8 @@ def test_deb_installs_library_command_hook_config_units_man_page(deb_listing: di
 def test_deb_ships_no_ledger_and_nothing_outside_the_expected_trees(deb_listing: dict[str, str]) -> None:
     # /var/lib/vfplugin is made by tmpfiles.d/postinst (0700), never shipped (dpkg would make it 0755)
     assert not any(p.startswith("/var") for p in deb_listing)
-    allowed = ("/etc/libvirt/hooks/qemu.d", "/etc/vfplugin", "/lib/systemd/system", "/usr/bin/vfctl",
+    allowed = ("/etc/libvirt/hooks/qemu.d", "/etc/libvirt/hooks/network.d", "/etc/vfplugin",
+               "/lib/systemd/system", "/usr/bin/vfctl",
                "/usr/lib/python3/dist-packages/vfplugin", "/usr/lib/tmpfiles.d/vfplugin.conf",
                "/usr/libexec/vfplugin", "/usr/share/bash-completion/completions/vfctl",
                "/usr/share/doc/vfplugin", "/usr/share/man/man8/vfctl.8.gz")
@@ -213,6 +219,9 @@ def test_deb_ships_the_files_of_the_checkout(deb_tree: Path) -> None:
         "usr/libexec/vfplugin/qemu-hook": "hooks/qemu",
         "usr/libexec/vfplugin/reload-libvirt": "packaging/reload-libvirt",
         "etc/libvirt/hooks/qemu.d/vfplugin": "packaging/libvirt-hook",
+        "usr/libexec/vfplugin/network-hook": "hooks/network",
+        "etc/libvirt/hooks/network.d/vfplugin": "packaging/network-hook",
+        "lib/systemd/system/vfplugin-netports.service": "packaging/systemd/vfplugin-netports.service",
         "etc/vfplugin/vfplugin.yaml": "packaging/vfplugin.yaml",
         "lib/systemd/system/vfplugin-reconcile.service": "packaging/systemd/vfplugin-reconcile.service",
         "usr/lib/tmpfiles.d/vfplugin.conf": "packaging/tmpfiles.d/vfplugin.conf",
@@ -252,7 +261,7 @@ def test_rpm_file_list_is_the_expected_one(rpm: Path) -> None:
         set(RPM_FILES)
         | modules
         | {f"{sitelib}/vfplugin", f"{sitelib}/vfplugin/commands", dist_info, "/usr/libexec/vfplugin",
-           "/etc/vfplugin", "/etc/libvirt/hooks/qemu.d",
+           "/etc/vfplugin", "/etc/libvirt/hooks/qemu.d", "/etc/libvirt/hooks/network.d",
            "/usr/lib/systemd/system/libvirtd.service.d", "/usr/lib/systemd/system/virtqemud.service.d",
            f"/usr/share/doc/vfplugin-{VERSION}", f"/usr/share/doc/vfplugin-{VERSION}/README.md",
            f"/usr/share/doc/vfplugin-{VERSION}/packaging.md"}
