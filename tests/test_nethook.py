@@ -200,3 +200,15 @@ def test_network_events_import_nothing_heavy(host, tmp_path):
     assert heavy <= {"yaml", "re", "enum"}
     assert imported_by_nethook("port-deleted", hook_data(VF_A), config) & HEAVY <= {"yaml", "re", "enum"}
     assert leases(config) == []
+
+
+def test_install_hook_installs_the_network_hook_next_to_the_qemu_hook(host, tmp_path):
+    _, config = host
+    from tests.hookrun import vfctl
+
+    done = vfctl("install-hook", "--hooks-dir", str(tmp_path / "hooks" / "qemu.d"), config=config)
+    assert done.returncode == 0, done.stderr
+    installed = tmp_path / "hooks" / "network.d" / "vfplugin"
+    assert installed.read_text() == script(sys.executable) and installed.stat().st_mode & 0o777 == 0o755
+    assert run_hook(installed, "vfnet", "port-created", "begin", hook_data(VF_A), config).status == 0
+    assert [lease.vf for lease in leases(config)] == [VF_A]

@@ -1,4 +1,6 @@
-"""``vfctl install-hook``: install the qemu hook into libvirt's hook directory for this interpreter."""
+"""``vfctl install-hook``: install the qemu hook and the network hook into libvirt's hook directories for this
+interpreter: ``<hooks-dir>/vfplugin`` (default /etc/libvirt/hooks/qemu.d) and ``network.d/vfplugin`` next to
+that directory (/etc/libvirt/hooks/network.d)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import tempfile
 from pathlib import Path
 
 HELP = (
-    "install the qemu hook as <hooks-dir>/vfplugin (then restart libvirtd/virqemud: hooks are found at start)"
+    "install the qemu hook as <hooks-dir>/vfplugin and the network hook as <hooks-dir>/../network.d/vfplugin "
+    "(then restart libvirtd/virtqemud: hooks are found at start)"
 )
 DEFAULT_DIR = "/etc/libvirt/hooks/qemu.d"
 
@@ -19,9 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace the hook a vfplugin package installed")
 
 
-def install(directory: Path, python: str) -> Path:
-    """Write the hook atomically (a half-written hook would run on the next VM event), mode 0755."""
-    from ..hook import script
+def install(directory: Path, python: str, kind: str = "qemu") -> Path:
+    """Write the hook (``kind`` qemu or network) atomically (a half-written hook would run on the next
+    event), mode 0755."""
+    if kind == "network":
+        from ..nethook import script
+    else:
+        from ..hook import script
 
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "vfplugin"
@@ -52,10 +59,12 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         target = install(Path(args.hooks_dir), sys.executable)
+        network = install(Path(args.hooks_dir).parent / "network.d", sys.executable, "network")
     except OSError as e:
         raise HostError(
             problem=f"cannot install the hook into {args.hooks_dir}: {e.strerror}; run as root"
         ) from None
     print(f"installed {target} (runs {sys.executable})")
+    print(f"installed {network} (runs {sys.executable})")
     print("libvirt finds hooks when it starts: run 'systemctl restart libvirtd' (or virtqemud) now")
     return 0
