@@ -23,6 +23,7 @@ COMMANDS = {
     "list": "list_vfs",
     "doctor": "doctor",
     "pf": "pf",
+    "host": "host",
     "explain": "explain",
     "rewrite": "rewrite",
     "define": "define",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from . import DEFAULT_CONFIG
 from .addresses import parse_ifname, parse_int, parse_mac_prefix, parse_name
@@ -55,7 +55,7 @@ class Config(Record):
 
     __slots__ = (
         "sriov_nics", "ovs_offload_nics", "networks", "pools", "ledger", "mac_prefix", "reservation_ttl",
-        "sysfs_root", "source",
+        "sysfs_root", "vfs", "eswitch", "source",
     )
 
     def __init__(
@@ -68,12 +68,15 @@ class Config(Record):
         mac_prefix: str = "52:54:00",
         reservation_ttl: int = 300,
         sysfs_root: str = "/",
+        vfs: tuple[tuple[str, int], ...] = (),  # host state: (PF, VF count) to create at boot (vfctl host apply)
+        eswitch: tuple[tuple[str, str], ...] = (),  # host state: (PF, "legacy" | "switchdev")
         source: Optional[str] = None,  # None: no file, defaults in force
     ) -> None:
         self.sriov_nics, self.ovs_offload_nics = sriov_nics, ovs_offload_nics
         self.networks, self.pools = networks, pools
         self.ledger, self.mac_prefix, self.reservation_ttl = ledger, mac_prefix, reservation_ttl
         self.sysfs_root, self.source = sysfs_root, source
+        self.vfs, self.eswitch = vfs, eswitch
 
     def _values(self) -> tuple[object, ...]:
         return super()._values()[:-1]  # where it was read from is no part of what it says
@@ -93,10 +96,17 @@ class Config(Record):
     def pools_of(self, pf: str, model: str) -> tuple[str, ...]:
         return tuple(p.name for p in self.pools if p.admits(pf, model))
 
+    @property
+    def host_pfs(self) -> tuple[str, ...]:
+        """The PFs whose host state (``vfs``, ``eswitch``) the configuration sets, in configuration order."""
+        return tuple(dict.fromkeys([pf for pf, _ in self.vfs] + [pf for pf, _ in self.eswitch]))
+
 
 _KEYS = {
     "sriov_nics", "ovs_offload_nics", "networks", "pools", "ledger", "mac_prefix", "reservation_ttl", "sysfs_root",
+    "vfs", "eswitch",
 }
+ESWITCH_MODES = ("legacy", "switchdev")
 
 
 def parse(data: Any, source: str = "<config>") -> Config:
@@ -185,6 +195,32 @@ def parse(data: Any, source: str = "<config>") -> Config:
     except InvalidValue as e:
         raise fail("reservation_ttl", str(e)) from None
 
+    def host_state(key: str, check: Callable[[str, Any], Any]) -> tuple[tuple[str, Any], ...]:
+        """``vfs``/``eswitch``: a mapping of managed PF -> value, each checked by ``check``."""
+        raw = data.get(key) or {}
+        if not isinstance(raw, Mapping):
+            raise fail(key, "expected a mapping of PF -> value, e.g. {eth2: 7}" if key == "vfs"
+                       else "expected a mapping of PF -> mode, e.g. {eth3: switchdev}")
+        out = []
+        for pf, value in raw.items():
+            if pf not in managed:
+                raise fail(f"{key}.{pf}", f"PF {pf!r} is not in sriov_nics or ovs_offload_nics; add it there first")
+            out.append((str(pf), check(f"{key}.{pf}", value)))
+        return tuple(out)
+
+    def vf_count(key: str, value: Any) -> int:
+        try:
+            return parse_int(value, "VF count", 0, 65535)
+        except InvalidValue as e:
+            raise fail(key, str(e)) from None
+
+    def eswitch_mode(key: str, value: Any) -> str:
+        if value not in ESWITCH_MODES:
+            raise fail(key, f"expected legacy or switchdev, got {value!r}")
+        if value == "switchdev" and key.split(".", 1)[1] not in ovs_offload_nics:
+            raise fail(key, "a switchdev PF's representors go into OVS: list it in ovs_offload_nics too")
+        return str(value)
+
     return Config(
         sriov_nics=sriov_nics,
         ovs_offload_nics=ovs_offload_nics,
@@ -194,6 +230,8 @@ def parse(data: Any, source: str = "<config>") -> Config:
         mac_prefix=mac_prefix,
         reservation_ttl=ttl,
         sysfs_root=path("sysfs_root", "/"),
+        vfs=host_state("vfs", vf_count),
+        eswitch=host_state("eswitch", eswitch_mode),
         source=source if source != "<config>" else None,
     )
 

@@ -251,6 +251,10 @@ def checks(
     out += iommu_checks(sysfs)
     out.append(vfio_check(sysfs, module_available))
     out += pf_checks(config, sysfs, pciids, config_path)
+    if config.host_pfs:  # vfs/eswitch in the configuration: does the host still match it? (hoststate.py)
+        from .hoststate import drift, read_state
+
+        out += drift(config, {pf: read_state(config, pf) for pf in config.host_pfs})
     out += hook_checks(hooks_dir, proc)
     out.append(ledger_check(config))
     # Area checks from other modules go here: each gets the configuration and the discovered VFs.
