@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from vfplugin.addresses import PciAddress, parse_int, parse_mac, parse_mac_prefix
 from vfplugin.config import Config, parse
 from vfplugin.errors import ConfigError, InvalidValue, VfpluginError
-from vfplugin.request import ATTRIBUTES, NicRequest, metadata_fragment, parse_request
+from vfplugin.request import ATTRIBUTES, SELECTORS, NicRequest, metadata_fragment, parse_request
 
 pytestmark = pytest.mark.pure
 
@@ -67,6 +67,8 @@ def document(config: Config) -> dict[str, Any]:
         "mac_prefix": config.mac_prefix,
         "reservation_ttl": config.reservation_ttl,
         "sysfs_root": config.sysfs_root,
+        # host state, when the configuration has it: PF -> value
+        **{key: dict(getattr(config, key)) for key in ("vfs", "eswitch") if getattr(config, key, ())},
     }
 
 
@@ -146,7 +148,8 @@ def test_any_document_is_accepted_or_refused_in_one_line(doc):
 
 WHAT = {  # the word an InvalidValue uses for each attribute
     "id": "nic id", "vf": "PCI address", "pf": "PF name", "pool": "pool name", "model": "model",
-    "mac": "MAC address", "vlan": "VLAN", "qos": "qos", "trust": "trust", "spoofchk": "spoofchk",
+    "network": "network name", "mac": "MAC address", "vlan": "VLAN", "qos": "qos", "trust": "trust",
+    "spoofchk": "spoofchk",
     "link_state": "link_state", "min_tx_rate": "min_tx_rate", "max_tx_rate": "max_tx_rate",
 }
 VALID = {
@@ -160,8 +163,8 @@ VALID = {
 @st.composite
 def nic_attributes(draw: st.DrawFn, bad: bool) -> dict[str, str]:
     selector = draw(st.sampled_from(["vf", "pf", "pool", "model"]))
-    keys = ["id", selector] + draw(st.lists(st.sampled_from([a for a in ATTRIBUTES if a in WHAT and a not in
-                                                            ("id", "vf", "pf", "pool", "model")]), unique=True))
+    options = [a for a in ATTRIBUTES if a in VALID and a != "id" and a not in SELECTORS]
+    keys = ["id", selector] + draw(st.lists(st.sampled_from(options), unique=True))
     attrs = {k: draw(VALID[k]) for k in keys}
     if bad:
         for key in draw(st.lists(st.sampled_from(ATTRIBUTES), min_size=1, max_size=2, unique=True)):
@@ -196,7 +199,7 @@ def test_a_bad_request_is_refused_in_one_line_naming_the_attribute(attrs):
         if what == "nic attribute":
             assert value in attrs and value not in ATTRIBUTES
         elif what.endswith(" selector"):
-            assert value == (",".join(s for s in ("pool", "model", "pf", "vf") if s in attrs) or "(none)")
+            assert value == (",".join(s for s in SELECTORS if s in attrs) or "(none)")
         else:
             assert any(WHAT[k] == what and attrs[k] == value for k in attrs if k in WHAT), (what, value)
     else:
