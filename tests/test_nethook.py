@@ -235,3 +235,17 @@ def test_a_network_nic_is_written_as_a_network_interface_and_its_settings_reach_
     done = run_hook(hook, "vfnet", "port-created", "begin", hook_data(VF_A, "l2g", uuid, mac), config)
     assert done.status == 1 and "trust" in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert leases(config) == []
+
+
+def test_vfctl_list_and_history_show_a_vf_held_through_a_network_with_its_network(host):
+    import json
+
+    from tests.hookrun import vfctl
+
+    hook, config = host
+    assert run_hook(hook, "vfnet", "port-created", "begin", hook_data(VF_A), config).status == 0
+    listed = {item["address"]: item for item in json.loads(vfctl("list", "--json", config=config).stdout)}
+    assert (listed[VF_A]["state"], listed[VF_A]["domain"], listed[VF_A]["network"]) == ("active", "l2n", "vfnet")
+    assert listed[VF_B]["network"] is None
+    [claim] = json.loads(vfctl("history", "--vf", VF_A, "--json", config=config).stdout)
+    assert (claim["action"], claim["domain"], claim["network"]) == ("claim", "l2n", "vfnet")
