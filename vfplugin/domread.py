@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 MAX_BYTES = 4 * 1024 * 1024  # libvirt's own limit for a domain XML is 10 MiB; real ones are a few KiB
 MAX_DEPTH = 256  # libxml2's default nesting limit (lxml without huge_tree); libvirt's XML is ~6 deep
 MAX_CPU = 16383  # libvirt's cpumask length (VIR_DOMAIN_CPUMASK_LEN) - 1: bounds a "0-4000000000" cpuset
+# nics one request may ask for: a domain's PCI topology holds a few dozen passed-through devices at most, and
+# a bound refused while reading keeps a 10,000-nic request from costing seconds (docs/request-format.md)
+MAX_NICS = 64
+# The encodings an XML declaration may name (any case): those expat and libxml2 both decode themselves. libvirt
+# writes UTF-8; latin-1 and ASCII are for hand-written files. Any other name is refused in one line (expat
+# would look it up in Python's codecs: an unknown one raised LookupError, a multi-byte one fails mid-document).
+UTF8_NAMES = ("utf-8", "utf8")
+ENCODINGS = (*UTF8_NAMES, "iso-8859-1", "us-ascii")
 
 # --- every XML name vfplugin reads, declared once (domxml.py declares what it writes) --------------------
 DOMAIN, NAME, UUID, METADATA, DEVICES = "domain", "name", "uuid", "metadata", "devices"
@@ -65,7 +73,7 @@ class NumaHint(Record):
 class DomainFacts(Record):
     """What vfplugin knows of one domain XML, validated: reading it again never raises."""
 
-    __slots__ = ("name", "uuid", "requests", "hostdevs", "numa", "network_macs")
+    __slots__ = ("name", "uuid", "requests", "hostdevs", "numa")
 
     def __init__(
         self,
@@ -74,19 +82,45 @@ class DomainFacts(Record):
         requests: tuple[NicRequest, ...],
         hostdevs: tuple[HostdevRef, ...],  # interfaces first, then hostdevs, each in document order
         numa: NumaHint,
-        network_macs: tuple[tuple[str, str], ...] = (),  # (nic id, MAC) of owned <interface type='network'>
     ) -> None:
         self.name, self.uuid, self.requests, self.hostdevs, self.numa = name, uuid, requests, hostdevs, numa
-        self.network_macs = network_macs
 
 
 def read_domain(raw: bytes, source: str = "<stdin>") -> DomainFacts:
     """Screen, parse (expat) and validate a domain XML; RequestError if it is unusable."""
+    reader = Reader(source)
+    _expat(raw, reader, source)
+    return reader.facts()
+
+
+def read_uuid(raw: bytes, source: str = "<stdin>") -> Optional[str]:
+    """The domain's UUID exactly as ``read_domain`` names it (the first ``/domain/uuid``, canonical), reading
+    no further than that element: None if the domain has none, RequestError if the XML is unusable up to it.
+
+    For the hook's operations that only look the domain up in the ledger (started, stopped, release): the same
+    name ``prepare`` claimed under, at a fraction of a full read, and from an XML broken after its <uuid>."""
+    reader = Reader(source)
+    _expat(raw, reader, source, until_uuid=True)
+    text = "".join(reader._texts.get(UUID, ())).strip()
+    try:
+        return canonical_uuid(text) if text else None
+    except ValueError as e:
+        raise reader.fail(str(e)) from None
+
+
+class _UuidRead(Exception):
+    """Raised from expat's end-element handler to stop once /domain/uuid has been read."""
+
+
+def _expat(raw: bytes, reader: Reader, source: str, until_uuid: bool = False) -> None:
+    """Screen ``raw`` and feed its element events to ``reader`` (to the end, or to the end of /domain/uuid)."""
     from xml.parsers import expat
 
-    screen(raw, source)
-    reader = Reader(source)
-    parser = expat.ParserCreate(namespace_separator=" ")
+    declaration = screen(raw, source)
+    encoding = declared_encoding(declaration) if declaration else None
+    # "UTF8" is not a name expat knows: it would decode it through Python's codecs, byte by byte. UTF-8 it is.
+    forced = "UTF-8" if encoding is None or encoding.lower() in UTF8_NAMES else None
+    parser = expat.ParserCreate(encoding=forced, namespace_separator=" ")
     parser.buffer_text = True
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
 
@@ -99,15 +133,21 @@ def read_domain(raw: bytes, source: str = "<stdin>") -> DomainFacts:
     parser.StartDoctypeDeclHandler = refuse_dtd
     parser.EntityDeclHandler = refuse_dtd
     parser.ExternalEntityRefHandler = refuse_dtd
+    def end(_name: str) -> None:
+        reader.end()
+        if until_uuid and len(reader._path) == 1 and UUID in reader._texts:
+            raise _UuidRead
+
     parser.StartElementHandler = start
-    parser.EndElementHandler = lambda _name: reader.end()
+    parser.EndElementHandler = end
     parser.CharacterDataHandler = reader.text
     try:
         parser.Parse(raw, True)
+    except _UuidRead:
+        pass
     except expat.ExpatError as e:
         problem = expat.ErrorString(e.code)
         raise reader.fail(f"malformed XML at line {e.lineno}, column {e.offset + 1}: {problem}") from None
-    return reader.facts()
 
 
 def _clark(name: str) -> str:
@@ -126,9 +166,37 @@ def screen(raw: bytes, source: str) -> Optional[bytes]:
         problem = "not UTF-8 text (libvirt writes domain XML in UTF-8)"
     else:
         declaration, problem = _prolog(raw)
+        encoding = declared_encoding(declaration) if declaration and not problem else None
+        version = _pseudo_attribute(declaration, b"version") if declaration and not problem else None
+        if version is not None and (version[:2] != "1." or not (version[2:] == "" or version[2:].isdigit())):
+            # expat takes any version; libxml2 only 1.x ("1U0", "2.0" are refused): refused here for both
+            problem = f"the XML declaration names version {version!r}; a domain XML is XML 1.0"
+        elif encoding is not None and encoding.lower() not in ENCODINGS:
+            problem = (
+                f"the XML declaration names encoding {encoding!r}; vfplugin reads domain XML in UTF-8 (as libvirt "
+                "writes it), ISO-8859-1 or US-ASCII: convert it (iconv -t UTF-8) and declare encoding='UTF-8'"
+            )
     if problem:
         raise RequestError(source=source, problem=problem)
     return declaration
+
+
+def declared_encoding(declaration: bytes) -> Optional[str]:
+    """The ``encoding`` pseudo-attribute of an XML declaration (``<?xml ... encoding='X'?>``), or None."""
+    return _pseudo_attribute(declaration, b"encoding")
+
+
+def _pseudo_attribute(declaration: bytes, name: bytes) -> Optional[str]:
+    at = declaration.find(name)
+    if at < 0:
+        return None
+    rest = declaration[at + len(name) :].lstrip()
+    if not rest.startswith(b"="):
+        return None  # malformed: the parser says where
+    rest = rest[1:].lstrip()
+    quote = rest[:1]
+    end = rest.find(quote, 1) if quote in (b"'", b'"') else -1
+    return rest[1:end].decode("ascii", "replace") if end > 0 else None
 
 
 def _prolog(raw: bytes) -> tuple[Optional[bytes], Optional[str]]:
@@ -235,6 +303,8 @@ class Reader:
                 self._nodeset = attrs.get(NODESET, "")
         elif depth == 4:
             if path[1] == METADATA and path[2] == NICS:
+                if len(self._nics) == MAX_NICS:  # refused as it is read: validating 10,000 nics takes seconds
+                    raise self.fail(f"the request has more than {MAX_NICS} nics, the limit for one domain")
                 self._nics.append((tag, attrs))
             elif self._device is not None:
                 device = self._device
@@ -278,21 +348,7 @@ class Reader:
                 if device.alias in aliases:
                     raise self.fail(f"alias {device.alias!r} is on two devices; libvirt aliases are unique")
                 aliases.add(device.alias)
-        return DomainFacts(name, uuid, self._requests(), self._hostdevs(), self._numa(), self._network_macs())
-
-    def _network_macs(self) -> tuple[tuple[str, str], ...]:
-        """(nic id, MAC) of each ``<interface type='network'>`` vfplugin owns (a ``network=`` nic)."""
-        out = []
-        for device in self._devices:
-            alias = device.alias or ""
-            if device.tag == IFACE and device.attrs.get("type") == "network" and alias.startswith(ALIAS_PREFIX):
-                try:
-                    mac = parse_mac(device.mac) if device.mac else None
-                except InvalidValue as e:
-                    raise self.fail(f"<interface> at line {device.line}: {e}") from None
-                if mac is not None:
-                    out.append((alias[len(ALIAS_PREFIX):], mac))
-        return tuple(out)
+        return DomainFacts(name, uuid, self._requests(), self._hostdevs(), self._numa())
 
     def _requests(self) -> tuple[NicRequest, ...]:
         """Each ``<vfp:nic>`` validated; duplicate ids, VFs or MACs are refused."""

@@ -13,7 +13,6 @@ Pure: no file, no libvirt. It must never choose a VF (allocator.py does) nor res
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from lxml import etree
@@ -37,6 +36,7 @@ from .domread import (
     SOURCE,
     TAG,
     TAG_ID,
+    UTF8_NAMES,
     UUID,
     VLAN,
     DomainFacts,
@@ -44,7 +44,9 @@ from .domread import (
     NumaHint,
     Reader,
     canonical_uuid,
+    declared_encoding,
     parse_nodeset,
+    read_domain,
     screen,
 )
 from .errors import InvalidValue, RequestError
@@ -78,7 +80,9 @@ _SAFE_PARSER = dict(
     remove_blank_text=False, remove_comments=False, remove_pis=False, strip_cdata=False,
 )
 
-_FOREIGN_ENCODING = re.compile(rb"""encoding\s*=\s*["'](?!utf-?8["'])""", re.IGNORECASE)
+# libxml2 reports a namespace name it does not take for a URI ("xmlns:x: '%%' is not a valid URI") as an error,
+# and lxml then refuses the document; it is well-formed, libvirt (libxml2 without lxml) and expat read it.
+_NS_URI_WARNINGS = frozenset({"WAR_NS_URI", "WAR_NS_URI_RELATIVE"})
 
 
 def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
@@ -90,12 +94,25 @@ def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
     if len(data) > MAX_BYTES:  # before encoding anything: a str has at most as many chars as bytes
         raise fail(f"input is {len(data)} bytes, above the {MAX_BYTES}-byte limit for a domain XML")
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    declaration = screen(raw, source)
-    if isinstance(data, str) and declaration and _FOREIGN_ENCODING.search(declaration):
-        raise fail("text whose XML declaration names an encoding other than UTF-8: pass the raw bytes")
+    # The hook's reader first (screening included): what it refuses, the rewriter refuses with the same line,
+    # so the two never disagree on a document that one of them reads (element names libxml2 takes and expat
+    # does not, e.g. with a U+FEFF).
+    read_domain(raw, source)
+    declaration = screen(raw, source)  # cheap; read_domain has passed it already
+    encoding = declared_encoding(declaration) if declaration else None
+    if isinstance(data, str) and encoding and encoding.lower() not in UTF8_NAMES:
+        raise fail(f"text whose XML declaration names encoding {encoding!r}: pass the raw bytes")
     parser = etree.XMLParser(**_SAFE_PARSER)
     try:
-        root = etree.fromstring(raw, parser)
+        try:
+            root = etree.fromstring(raw, parser)
+        except etree.XMLSyntaxError:
+            if not parser.error_log or any(e.type_name not in _NS_URI_WARNINGS for e in parser.error_log):
+                raise
+            parser = etree.XMLParser(recover=True, **_SAFE_PARSER)
+            root = etree.fromstring(raw, parser)
+            if root is None or any(e.type_name not in _NS_URI_WARNINGS for e in parser.error_log):
+                raise etree.XMLSyntaxError("not well-formed", None, 1, 1) from None
     except etree.XMLSyntaxError as e:
         # This parser's first error is the cause ("tag mismatch at line 6"); later ones are its consequences.
         # (e.error_log is the thread's log: it also holds earlier documents' errors.)
@@ -108,7 +125,8 @@ def parse_domain(data: Data, source: str = "<stdin>") -> Domain:
         raise fail("a DOCTYPE is not allowed in a domain XML")
     if any(True for _ in root.iter(etree.Entity)):
         raise fail("entity references are not allowed in a domain XML")
-    domain = Domain(root, source, declaration, raw.endswith(b"\n"))
+    output = "UTF-8" if encoding is None or encoding.lower() in UTF8_NAMES else encoding
+    domain = Domain(root, source, declaration, raw.endswith(b"\n"), output)
     _ = domain.facts  # validate eagerly: after parse_domain, reading never raises
     return domain
 
@@ -130,9 +148,10 @@ class Domain:
     """One parsed domain XML: reads come from ``facts`` (domread.Reader over the tree), writes edit the tree."""
 
     def __init__(
-        self, root: etree._Element, source: str, declaration: Optional[bytes], newline: bool
+        self, root: etree._Element, source: str, declaration: Optional[bytes], newline: bool, encoding: str = "UTF-8"
     ) -> None:
         self._root = root
+        self.encoding = encoding  # of the input, and so of to_bytes(): the declaration stays as it was
         self.source = source
         self._declaration = declaration
         self._newline = newline
@@ -192,15 +211,6 @@ class Domain:
             if owned is None or m.getparent().getparent() is not owned
         )
 
-    def owned_macs(self) -> dict[str, str]:
-        """nic id -> the MAC of the device vfplugin owns for it (any interface type), where it has one."""
-        out = {}
-        for element in X_OWNED(self._root, prefix=ALIAS_PREFIX):
-            nic_id, mac = self._nic_id(element), element.find(MAC)
-            if nic_id is not None and mac is not None and mac.get(MAC_ADDRESS):
-                out[nic_id] = mac.get(MAC_ADDRESS, "").lower()
-        return out
-
     def _owned(self, nic_id: str) -> Optional[etree._Element]:
         """The device vfplugin owns for ``nic_id`` (alias ua-vfplugin-<id>), if any."""
         alias = ALIAS_PREFIX + nic_id
@@ -217,6 +227,10 @@ class Domain:
         if self.uuid is not None:
             if self.uuid != value:
                 raise self._fail(f"the domain already has uuid {self.uuid}")
+            return
+        blank = self._root.find(UUID)  # <uuid></uuid> or <uuid> </uuid>: the reader takes it for none
+        if blank is not None:
+            blank.text = value
             return
         element = etree.Element(UUID)
         element.text = value
@@ -277,26 +291,6 @@ class Domain:
             tags[0].attrib.clear()
             tags[0].set(TAG_ID, str(nic.vlan))
 
-    def materialize_network(self, nic: NicRequest, mac: str) -> None:
-        """Insert, or replace in place, the ``<interface type='network'>`` of a ``network=`` nic: libvirt's
-        hostdev network picks the VF at start (the network hook guards it). Children libvirt added to an
-        existing one (guest ``<address>``, ``<driver>``...) are kept."""
-        try:
-            mac = parse_mac(mac)
-        except InvalidValue as e:
-            raise self._fail(f"nic {nic.id!r}: {e}") from None
-        if mac in self.macs(except_nic=nic.id):
-            raise self._fail(f"MAC {mac} for nic {nic.id!r} is already used by another <interface>")
-        new = _network_interface(nic, mac)
-        element = self._owned(nic.id)
-        if element is None:
-            self._insert_interface(new)
-            return
-        for child in element:
-            if isinstance(child.tag, str) and child.tag not in (MAC, SOURCE, VLAN, ALIAS):
-                new.insert(len(new) - 1, child)
-        self._put(element.getparent(), element, new, after=None)
-
     def drop_interface(self, nic_id: str) -> None:
         """Remove the device owned by ``nic_id``; nothing else. A no-op when there is none."""
         element = self._owned(nic_id)
@@ -351,17 +345,32 @@ class Domain:
                     self._remove(container)
 
     def to_bytes(self) -> bytes:
-        """The document, with the XML declaration as it was (or none); UTF-8 unless it names another."""
-        encoding = self._root.getroottree().docinfo.encoding if self._declaration else "UTF-8"
+        """The document in its own encoding (``self.encoding``), with the XML declaration as it was.
+
+        RequestError if it came out above MAX_BYTES: vfplugin never writes what it would refuse to read."""
         # Top-level comments and PIs one per line, as libvirt writes its "WARNING: auto-generated" comment.
         before = reversed(list(self._root.itersiblings(preceding=True)))
         nodes = [*before, self._root, *self._root.itersiblings()]
         body = b"\n".join(
-            etree.tostring(node, encoding=encoding, xml_declaration=False, with_tail=False) for node in nodes
+            etree.tostring(node, encoding=self.encoding, xml_declaration=False, with_tail=False) for node in nodes
         )
         if self._declaration is not None:
             body = self._declaration + body
-        return body + b"\n" if self._newline else body
+        if self._newline:
+            body += b"\n"
+        if len(body) > MAX_BYTES:
+            raise self._fail(
+                f"the rewritten domain would be {len(body)} bytes, above the {MAX_BYTES}-byte limit for a domain "
+                "XML; make the input smaller"
+            )
+        return body
+
+    def to_text(self) -> str:
+        """The document as text, for libvirt's APIs and the hook's stdout (both UTF-8): ``to_bytes()`` decoded,
+        or, for a document in another encoding, written in UTF-8 without the declaration that would contradict it."""
+        if self.encoding == "UTF-8":
+            return self.to_bytes().decode("utf-8")
+        return Domain(self._root, self.source, None, self._newline).to_bytes().decode("utf-8")
 
     # --- whitespace-preserving tree edits -------------------------------------------------------------------
     # The whitespace before an element is its previous sibling's tail (or its parent's text); inserted
@@ -398,7 +407,8 @@ class Domain:
             return
         own = self._indent_of(parent)
         parent.append(element)
-        if indent is not None and own is not None:
+        # Indent like the document, unless the parent holds text (<devices>text</devices>): that stays as it is.
+        if indent is not None and own is not None and not (parent.text or "").strip():
             parent.text, element.tail = indent, own
         self._format(element, indent)
 
@@ -486,16 +496,6 @@ def _interface(nic: NicRequest, address: PciAddress, mac: str) -> etree._Element
     element = etree.Element(IFACE, IFACE_ATTRS)
     etree.SubElement(element, MAC, {MAC_ADDRESS: mac})
     element.append(_source(address))
-    if nic.vlan is not None:
-        element.append(_vlan(nic.vlan))
-    etree.SubElement(element, ALIAS, {ALIAS_NAME: nic.alias})
-    return element
-
-
-def _network_interface(nic: NicRequest, mac: str) -> etree._Element:
-    element = etree.Element(IFACE, {"type": "network"})
-    etree.SubElement(element, MAC, {MAC_ADDRESS: mac})
-    etree.SubElement(element, SOURCE, {"network": nic.value})
     if nic.vlan is not None:
         element.append(_vlan(nic.vlan))
     etree.SubElement(element, ALIAS, {ALIAS_NAME: nic.alias})

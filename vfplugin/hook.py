@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 REQUEST_MARK = b"urn:vfplugin:1"
 HOSTDEV_MARK = b"hostdev"  # <hostdev ...> and <interface type='hostdev'>
 CAN_REFUSE = {"prepare", "start", "migrate", "restore"}
-# VF settings through iproute2's ip, 2-3 ms a call: pyroute2 costs a fresh hook process 250-290 ms (netlink.py)
-RTNETLINK = "iproute2"
 
 
 def script(python: str = "/usr/bin/python3") -> str:
@@ -105,15 +103,6 @@ def _main(
     return _run(handler, name, operation, sub, xml, stdout or sys.stdout, stderr or sys.stderr)
 
 
-def uuid_of(xml: bytes) -> Optional[str]:
-    """The domain's <uuid> without parsing the XML: libvirt writes it as a direct child near the top."""
-    start = xml.find(b"<uuid>")
-    end = xml.find(b"</uuid>", start)
-    if start < 0 or end < 0 or end - start > 64:
-        return None
-    return xml[start + 6 : end].strip().decode("ascii", "replace").lower()
-
-
 class _Context:
     """What one hook invocation knows: the domain, the configuration, and lazily what the XML says, the ledger
     and sysfs. Operations that only look the domain up in the ledger (started, stopped, release) never parse
@@ -126,8 +115,9 @@ class _Context:
         self.name = name
         self.xml = xml
         self.out = out
-        self.ours = REQUEST_MARK in xml  # decided before anything can fail; refined by holdings()
-        self.uuid: str = uuid_of(xml) or name
+        self.ours = REQUEST_MARK in xml  # decided before anything can fail; refined by facts and holdings()
+        self._uuid: Optional[str] = None
+        self.unreadable = False  # the XML is unusable before its <uuid>: the ledger knows the domain by name
         self._facts: Optional[DomainFacts] = None
         self._sysfs: Optional[Sysfs] = None
         self.config: Config = load()
@@ -138,8 +128,29 @@ class _Context:
             from .domread import read_domain
 
             self._facts = read_domain(self.xml, source=f"domain {self.name}")
-            self.uuid = self._facts.uuid or self.name
+            self._uuid = self._facts.uuid or self.name
+            if self._facts.requests:  # a request the byte search missed (urn:vfplugin&#58;1) is vfplugin's too
+                self.ours = True
         return self._facts
+
+    @property
+    def uuid(self) -> str:
+        """The name the ledger knows the domain by, the same for every operation: its parsed, canonical
+        <uuid> (the domain's name if it has none). Operations that never need the facts read the XML only up
+        to its <uuid> (domread.read_uuid), so a release still gives back from an XML broken after it."""
+        if self._uuid is None:
+            if self._facts is not None:
+                self._uuid = self._facts.uuid or self.name
+            else:
+                from .domread import read_uuid
+                from .errors import VfpluginError
+
+                try:
+                    self._uuid = read_uuid(self.xml, source=f"domain {self.name}") or self.name
+                except VfpluginError:
+                    self.unreadable = True
+                    self._uuid = self.name
+        return self._uuid
 
     def domain(self) -> Domain:
         """The XML as an editable tree, for the operations whose output replaces it."""
@@ -179,7 +190,10 @@ class _Context:
         return self.ledger() if exists(self.config.ledger) else None
 
     def my_leases(self, ledger: Ledger) -> list[Lease]:
-        return [lease for lease in ledger.leases() if lease.domain_uuid == self.uuid]
+        uuid = self.uuid
+        if self.unreadable:  # no <uuid> to go by: the leases held under this domain's name (names are unique)
+            return [x for x in ledger.leases() if x.domain_uuid == uuid or x.domain_name == self.name]
+        return [lease for lease in ledger.leases() if lease.domain_uuid == uuid]
 
 
 def _run(
@@ -249,36 +263,21 @@ def prepare(ctx: _Context) -> int:
     from .log import LOG
 
     held = ctx.holdings()
-    record_network_nics(ctx)
     if not held:
         return 0
     with ctx.ledger() as ledger:
         ledger.claim(ctx.uuid, ctx.name, _wants(held))
         try:
             for h in held:
-                configure(ctx.config, ctx.sysfs, ledger, ctx.uuid, ctx.name, h, via=RTNETLINK)
+                configure(ctx.config, ctx.sysfs, ledger, ctx.uuid, ctx.name, h)
         except VfpluginError as e:
             # Nothing half-configured: undo what was done, free the claim, then refuse the start.
             for lease in ctx.my_leases(ledger):
-                for problem in unconfigure(ctx.config, ctx.sysfs, lease, None, via=RTNETLINK):
+                for problem in unconfigure(ctx.config, ctx.sysfs, lease, None):
                     LOG.warning("rollback: %s", problem)
             ledger.release(ctx.uuid, reason=f"start refused: {e}")
             raise  # the claim itself is journaled, in its own transaction: no second write (fsync) here
     return 0
-
-
-def record_network_nics(ctx: _Context) -> None:
-    """``network=`` nics: libvirt's network picks their VF after this event; the network hook's port-created
-    sees only the port's MAC, so record what each nic asks for under (domain UUID, MAC) for it."""
-    nics = [n for n in ctx.facts.requests if n.selector == "network"]
-    if not nics:
-        return
-    from .ledger import NetNic
-
-    macs = dict(ctx.facts.network_macs)
-    with ctx.ledger() as ledger:
-        ledger.record_netnics(
-            ctx.uuid, [NetNic(macs[n.id], n.id, n.value, n.vf_settings()) for n in nics if n.id in macs])
 
 
 def start(ctx: _Context) -> int:
@@ -288,7 +287,7 @@ def start(ctx: _Context) -> int:
     for h in ctx.holdings():
         settings = h.settings()
         if settings:
-            netlink.apply(h.pf, h.vf_index, settings, via=RTNETLINK)
+            netlink.apply(h.pf, h.vf_index, settings)
     return 0
 
 
@@ -336,13 +335,15 @@ def release(ctx: _Context) -> int:
     if ledger is None:
         return 0
     with ledger:
-        for lease in ctx.my_leases(ledger):
-            for problem in unconfigure(ctx.config, ctx.sysfs, lease, None, via=RTNETLINK):
+        mine = ctx.my_leases(ledger)
+        for lease in mine:
+            for problem in unconfigure(ctx.config, ctx.sysfs, lease, None):
                 LOG.warning("release: %s", problem)
                 ledger.journal(
                     "restore", "failed", domain_uuid=ctx.uuid, domain_name=ctx.name, vf=lease.vf, detail=problem
                 )
-        ledger.release(ctx.uuid, reason="released", domain_name=ctx.name)
+        for uuid in sorted({ctx.uuid} | {lease.domain_uuid for lease in mine}):
+            ledger.release(uuid, reason="released", domain_name=ctx.name)
     return 0
 
 
@@ -384,7 +385,7 @@ def incoming(ctx: _Context) -> int:
     with ctx.ledger() as ledger:
         ledger.record_vfs(inventory.vfs)
         assign_and_reserve(domain, ctx.config, inventory.vfs, ledger, ctx.sysfs.cpu_nodes())
-    ctx.out.write(domain.to_bytes().decode("utf-8"))
+    ctx.out.write(domain.to_text())
     return 0
 
 

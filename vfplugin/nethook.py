@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 MARKS = (b"hostdev", b"&#", b"encoding")
 OPERATIONS = {"port-created", "port-deleted", "started"}
 REPAIR_UNIT = "vfplugin-netports.service"
-IPROUTE2 = "iproute2"  # VF settings through ip, not pyroute2 (250-290 ms to import): see netlink.py
 
 
 def script(python: str = "/usr/bin/python3") -> str:
@@ -193,11 +192,11 @@ def port_created(ctx: _Context) -> int:
             nic = NicRequest(wanted.nic_id, "network", wanted.network, **wanted.settings)
         holding = Holding(port.address, pf, vf_index, nic, "interface", port.mac, None)
         try:
-            configure(ctx.config, ctx.sysfs, ledger, port.owner_uuid, owner, holding, via=IPROUTE2)
+            configure(ctx.config, ctx.sysfs, ledger, port.owner_uuid, owner, holding)
         except VfpluginError as e:
             lease = ledger.lease(vf)
             if lease is not None:
-                for problem in unconfigure(ctx.config, ctx.sysfs, lease, pf, via=IPROUTE2):
+                for problem in unconfigure(ctx.config, ctx.sysfs, lease, pf):
                     LOG.warning("rollback: %s", problem)
             ledger.release(port.owner_uuid, vfs=[vf], network=ctx.name, reason=f"start refused: {e}")
             raise
@@ -218,7 +217,7 @@ def port_deleted(ctx: _Context) -> int:
         lease = ledger.lease(vf)
         if lease is None or lease.domain_uuid != port.owner_uuid or lease.network != ctx.name:
             return 0  # a reclaim port of a lease vfctl holds, or nothing held: nothing to give back
-        for problem in unconfigure(ctx.config, ctx.sysfs, lease, None, via=IPROUTE2):
+        for problem in unconfigure(ctx.config, ctx.sysfs, lease, None):
             LOG.warning("port-deleted: %s", problem)
             ledger.journal("restore", "failed", domain_uuid=lease.domain_uuid, domain_name=lease.domain_name,
                            vf=vf, detail=problem, network=ctx.name)

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
         ledger.record_vfs(inventory.vfs)
         assignments = assign_and_reserve(domain, cfg, inventory.vfs, ledger, sysfs.cpu_nodes())
         try:
-            virt.call(f"define {domain.name}", conn.defineXML, domain.to_bytes().decode("utf-8"))
+            virt.call(f"define {domain.name}", conn.defineXML, domain.to_text())
         except Exception:
             ledger.release(domain_uuid(domain), reason="define failed")
             raise

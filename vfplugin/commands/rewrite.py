@@ -28,5 +28,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             domain.drop_stale()
             assign(domain, domain.requests(), cfg, inventory.vfs, ledger, sysfs.cpu_nodes())
-    sys.stdout.write(domain.to_bytes().decode("utf-8"))
+    # bytes as they are: a document declared ISO-8859-1 comes out in ISO-8859-1, its declaration unchanged
+    sys.stdout.flush()
+    sys.stdout.buffer.write(domain.to_bytes())
+    sys.stdout.buffer.flush()
     return 0
