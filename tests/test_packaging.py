@@ -37,6 +37,7 @@ FEDORA_DEPENDENCIES = {"python3-libvirt", "python3-lxml", "python3-pyroute2", "p
 # What both packages install besides the Python library, with its mode; a None mode is a directory.
 COMMON_FILES = {
     "/usr/bin/vfctl": 0o755,
+    "/usr/bin/vfplugind": 0o755,
     "/usr/libexec/vfplugin/front": 0o755,
     "/usr/libexec/vfplugin/qemu-hook": 0o755,
     "/usr/libexec/vfplugin/reload-libvirt": 0o755,
@@ -50,6 +51,8 @@ COMMON_FILES = {
 DEB_FILES = {
     **COMMON_FILES,
     "/lib/systemd/system/vfplugin-reconcile.service": 0o644,
+    "/lib/systemd/system/vfplugind.service": 0o644,
+    "/usr/share/man/man8/vfplugind.8.gz": 0o644,
     "/lib/systemd/system/vfplugin-netports.service": 0o644,
     "/lib/systemd/system/libvirtd.service.d/vfplugin.conf": 0o644,
     "/lib/systemd/system/virtqemud.service.d/vfplugin.conf": 0o644,
@@ -59,6 +62,8 @@ DEB_FILES = {
 RPM_FILES = {
     **COMMON_FILES,
     "/usr/lib/systemd/system/vfplugin-reconcile.service": 0o644,
+    "/usr/lib/systemd/system/vfplugind.service": 0o644,
+    "/usr/share/man/man8/vfplugind.8.gz": 0o644,
     "/usr/lib/systemd/system/vfplugin-netports.service": 0o644,
     "/usr/lib/systemd/system/libvirtd.service.d/vfplugin.conf": 0o644,
     "/usr/lib/systemd/system/virtqemud.service.d/vfplugin.conf": 0o644,
@@ -162,10 +167,10 @@ def test_deb_ships_no_ledger_and_nothing_outside_the_expected_trees(deb_listing:
     # /var/lib/vfplugin is made by tmpfiles.d/postinst (0700), never shipped (dpkg would make it 0755)
     assert not any(p.startswith("/var") for p in deb_listing)
     allowed = ("/etc/libvirt/hooks/qemu.d", "/etc/libvirt/hooks/network.d", "/etc/vfplugin",
-               "/lib/systemd/system", "/usr/bin/vfctl",
+               "/lib/systemd/system", "/usr/bin/vfctl", "/usr/bin/vfplugind",
                "/usr/lib/python3/dist-packages/vfplugin", "/usr/lib/tmpfiles.d/vfplugin.conf",
                "/usr/libexec/vfplugin", "/usr/share/bash-completion/completions/vfctl",
-               "/usr/share/doc/vfplugin", "/usr/share/man/man8/vfctl.8.gz")
+               "/usr/share/doc/vfplugin", "/usr/share/man/man8/vfctl.8.gz", "/usr/share/man/man8/vfplugind.8.gz")
     files = [p for p, perms in deb_listing.items() if not perms.startswith("d")]
     strays = [p for p in files if not p.startswith(allowed)]
     assert strays == []
@@ -224,6 +229,7 @@ def test_deb_ships_the_files_of_the_checkout(deb_tree: Path) -> None:
         "lib/systemd/system/vfplugin-netports.service": "packaging/systemd/vfplugin-netports.service",
         "etc/vfplugin/vfplugin.yaml": "packaging/vfplugin.yaml",
         "lib/systemd/system/vfplugin-reconcile.service": "packaging/systemd/vfplugin-reconcile.service",
+        "lib/systemd/system/vfplugind.service": "packaging/systemd/vfplugind.service",
         "usr/lib/tmpfiles.d/vfplugin.conf": "packaging/tmpfiles.d/vfplugin.conf",
         "usr/share/bash-completion/completions/vfctl": "packaging/bash-completion/vfctl",
     }
@@ -518,6 +524,26 @@ def test_systemd_unit_runs_reconcile_after_libvirt(deb_tree: Path) -> None:
     for daemon in ("libvirtd", "virtqemud"):
         dropin = (deb_tree / f"lib/systemd/system/{daemon}.service.d/vfplugin.conf").read_text()
         assert "Wants=vfplugin-reconcile.service" in dropin.splitlines()
+
+
+def test_agent_unit_runs_vfplugind_after_libvirt_restarts_it_and_is_pulled_in_by_the_daemons(
+    deb_tree: Path, tmp_path: Path
+) -> None:
+    unit = (deb_tree / "lib/systemd/system/vfplugind.service").read_text()
+    settings = {tuple(line.split("=", 1)) for line in unit.splitlines() if "=" in line and line[0] != "#"}
+    assert ("ExecStart", "/usr/bin/vfplugind") in settings
+    assert ("After", "libvirtd.service virtqemud.service") in settings
+    assert ("Restart", "on-failure") in settings
+    assert ("WantedBy", "multi-user.target") in settings
+    for daemon in ("libvirtd", "virtqemud"):
+        dropin = (deb_tree / f"lib/systemd/system/{daemon}.service.d/vfplugin.conf").read_text()
+        assert "Wants=vfplugind.service" in dropin.splitlines()
+    require_tool("systemd-analyze")
+    copy = tmp_path / "vfplugind.service"
+    copy.write_text(unit.replace("ExecStart=/usr/bin/vfplugind", f"ExecStart={deb_tree}/usr/bin/vfplugind"))
+    done = run("systemd-analyze", "verify", "--man=no", str(copy))
+    assert (done.returncode, done.stderr.strip()) == (0, "")
+    assert (deb_tree / "usr/bin/vfplugind").read_text().startswith("#!/usr/bin/python3\n")
 
 
 def test_tmpfiles_entry_makes_a_root_only_ledger_directory(tmp_path: Path) -> None:
