@@ -228,4 +228,64 @@ def sync_now(cfg: Config, uri: str) -> list[str]:
         return [str(e)]
 
 
-__all__ = ["Plan", "Port", "PortFacts", "plan", "port_xml", "reclaim_uuid", "sync", "sync_now"]
+__all__ = ["Plan", "Port", "PortFacts", "doctor_checks", "plan", "port_xml", "reclaim_uuid", "sync", "sync_now"]
+
+
+# --- vfctl doctor ------------------------------------------------------------------------------------------------
+
+NETWORK_HOOK = "/etc/libvirt/hooks/network.d/vfplugin"
+
+
+def doctor_checks(conn: Any, cfg: Config, inventory: Any, leases: Sequence[Lease],
+                  hook: str = NETWORK_HOOK) -> list[Any]:
+    """Doctor lines: the network hook installed, and for each guarded network whether its ports match the
+    ledger (libvirt's connection count with them). A missing hook fails only when a network needs it."""
+    import os
+
+    from .checks import FAIL, OK, WARN, Check
+    from .errors import VfpluginError
+
+    locate = inventory_locate(inventory)
+
+    def domain_exists(uuid: str) -> bool:
+        try:
+            conn.lookupByUUIDString(uuid)
+            return True
+        except Exception:  # libvirtError: no such domain
+            return False
+
+    try:
+        networks = guarded_networks(conn, cfg, locate, active_only=False)
+    except VfpluginError as e:
+        return [Check("hostdev networks", WARN, f"cannot list libvirt's networks: {e}")]
+    out = []
+    installed = os.access(hook, os.X_OK)
+    if installed:
+        out.append(Check("network hook", OK, hook))
+    else:
+        status = FAIL if networks else WARN
+        why = f"{len(networks)} guarded network(s) need it" if networks else "no guarded network needs it yet"
+        out.append(Check("network hook", status, f"{hook} is not installed ({why})", "vfctl install-hook"))
+    for net, network in networks:
+        label = f"network {network.name}"
+        try:
+            active = bool(net.isActive())
+            ports = ports_of(net) if active else []
+        except Exception as e:  # libvirtError or VfpluginError: one network must not hide the others
+            out.append(Check(label, WARN, f"cannot read its ports: {e}"))
+            continue
+        if not active:
+            out.append(Check(label, WARN, "guarded hostdev network, not active", f"virsh net-start {network.name}"))
+            continue
+        todo = plan(network, ports, leases, locate, domain_exists)
+        held = sum(1 for p in ports if all(p != d for d, _ in todo.delete))
+        facts = f"guarded; {len(ports)} ports, libvirt counts {network.connections} connections"
+        if todo.create or todo.delete or todo.conflicts:
+            problems = [f"{len(todo.create)} held VFs without a port"] if todo.create else []
+            problems += [f"{len(todo.delete)} stale ports"] if todo.delete else []
+            problems += list(todo.conflicts)
+            out.append(Check(label, FAIL, f"{facts}; {'; '.join(problems)} (libvirt may pick a VF vfplugin gave "
+                             "out)", "vfctl reconcile"))
+        else:
+            out.append(Check(label, OK, f"{facts}; every VF the ledger holds in its pool has one ({held})"))
+    return out

@@ -7,6 +7,7 @@ allowed), 1 otherwise.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from . import config as load_config
 
@@ -29,8 +30,33 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     looked_at = config_path(getattr(args, "config", None))
     results = checks(cfg, hooks_dir=Path(args.hooks_dir), config_path=Path(looked_at))
+    results += network_checks(cfg, args.connect, str(Path(args.hooks_dir).parent / "network.d" / "vfplugin"))
     for check in results:
         print(check.line())
     failed = sum(1 for c in results if c.status == FAIL)
     print(f"{failed} check(s) failed" if failed else "no check failed")
     return 1 if failed else 0
+
+
+def network_checks(cfg: object, uri: str, hook: str) -> list[Any]:
+    """libvirt's hostdev networks that vfplugin guards: the network hook, and ports against the ledger
+    (vfplugin/netports.py). Without a libvirt daemon to ask: one warning line."""
+    from .. import virt
+    from ..checks import WARN, Check
+    from ..config import Config
+    from ..errors import VfpluginError
+    from ..ledger import Ledger, exists
+    from ..netports import doctor_checks
+    from . import host
+
+    assert isinstance(cfg, Config)
+    try:
+        _, inventory = host(cfg)
+        leases = []
+        if exists(cfg.ledger):
+            with Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl, create=False) as ledger:
+                leases = ledger.leases()
+        with virt.connect(uri) as conn:
+            return doctor_checks(conn, cfg, inventory, leases, hook=hook)
+    except VfpluginError as e:
+        return [Check("hostdev networks", WARN, f"not checked: {e}")]
