@@ -60,6 +60,36 @@ def _bound_by_hand(domain: Domain, nics: Sequence[NicRequest]) -> list[NicReques
     return [nic for nic in nics if nic.selector == "vf" and nic.value in adopted]
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What the allocator is asked for a domain's ``nics``: the one rule ``vfctl define`` (``_plan``) and
+    ``vfctl explain`` both follow, so that explain says what define does."""
+
+    nics: list[NicRequest]  # to choose a VF for
+    bound: list[NicRequest]  # vf= requests naming a hand-written hostdev of the domain: that is their VF
+    vfs: list[VfInfo]  # candidates: neither the domain's hand-written hostdevs nor VFs its other nics keep
+    sticky: dict[str, str]  # nic id -> the VF it has in the XML now, else the one it held last
+
+
+def inputs(domain: Domain, nics: Sequence[NicRequest], vfs: Sequence[VfInfo], history: Mapping[str, str]) -> Inputs:
+    refs = domain.hostdevs()
+    current = {r.nic_id: str(r.address) for r in refs if r.nic_id}
+    # Hand-written hostdevs of this domain are its own (adopted): never hand them to one of its requests too...
+    adopted = {str(r.address) for r in refs if r.nic_id is None}
+    # ... except to a vf= request naming one of them: that hostdev already is the request's VF.
+    bound = _bound_by_hand(domain, nics)
+    rest = [nic for nic in nics if nic not in bound]
+    # Nor a VF another of its nics keeps (attach plans one nic while the others stay where they are).
+    planned = {nic.id for nic in rest}
+    busy = adopted | {str(r.address) for r in refs if r.nic_id and r.nic_id not in planned}
+    return Inputs(
+        nics=rest,
+        bound=bound,
+        vfs=[v for v in vfs if str(v.address) not in busy],
+        sticky={**history, **current},
+    )
+
+
 def _plan(
     domain: Domain,
     nics: Sequence[NicRequest],
@@ -72,27 +102,16 @@ def _plan(
 ) -> list[Assignment]:
     """Choose a VF and a MAC for each of ``nics`` from these facts and write them into ``domain``."""
     uuid = domain_uuid(domain)
-    refs = domain.hostdevs()
-    current = {r.nic_id: str(r.address) for r in refs if r.nic_id}
-    current_macs = {r.nic_id: r.mac for r in refs if r.nic_id and r.mac}
-    # Hand-written hostdevs of this domain are its own (adopted): never hand them to one of its requests too.
-    adopted = {str(r.address) for r in refs if r.nic_id is None}
-    # ... except to a vf= request naming one of them: that hostdev already is the request's VF.
-    bound = {nic.id for nic in _bound_by_hand(domain, nics)}
-    nics = [nic for nic in nics if nic.id not in bound]
-    # Nor a VF another of its nics keeps (attach plans one nic while the others stay where they are).
-    planned = {nic.id for nic in nics}
-    busy = adopted | {str(r.address) for r in refs if r.nic_id and r.nic_id not in planned}
-    # Sticky: the VF the nic has in the XML now, else the one it held last.
-    sticky = {**history, **current}
+    current_macs = {r.nic_id: r.mac for r in domain.hostdevs() if r.nic_id and r.mac}
+    given = inputs(domain, nics, vfs, history)
     context = DomainContext(uuid=uuid, name=domain.name, numa_nodes=numa_nodes(domain, cpu_nodes))
     choices = choose(
-        nics,
-        [v for v in vfs if str(v.address) not in busy],
+        given.nics,
+        given.vfs,
         leases,
         context,
         config.pools,
-        sticky=sticky,
+        sticky=given.sticky,
         last_released=last_released,
     )
     taken_macs = {lease.mac for lease in leases if lease.domain_uuid != uuid and lease.mac}

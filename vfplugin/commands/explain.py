@@ -25,11 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", help="list every candidate and every dropped VF")
 
 
-def render(domain_name: str, uuid: str, numa: frozenset[int], rankings: Sequence[Any], *, full: bool = False
-           ) -> str:
-    """The explanation of ``allocator.explain``'s Rankings for one domain, as printed."""
+def render(domain_name: str, uuid: str, numa: frozenset[int], rankings: Sequence[Any], *, full: bool = False,
+           bound: Sequence[Any] = ()) -> str:
+    """The explanation of ``allocator.explain``'s Rankings for one domain, as printed; ``bound``: the vf=
+    requests whose VF is a hand-written hostdev of the domain (kept as it is, nothing to choose)."""
     nodes = ",".join(str(n) for n in sorted(numa)) if numa else "none (no <numatune> or <vcpu cpuset>)"
     lines = [f"domain {domain_name} (uuid {uuid or 'not set yet'}), NUMA nodes: {nodes}", ORDER]
+    for nic in bound:
+        lines += ["", f"nic {nic.id} ({nic.describe()}) -> {nic.value} (the hand-written hostdev already in the "
+                      "domain: kept, nothing to choose)"]
     for r in rankings:
         lines.append("")
         head = f"nic {r.nic.id} ({r.nic.describe()})"
@@ -62,7 +66,7 @@ def render(domain_name: str, uuid: str, numa: frozenset[int], rankings: Sequence
 
 def run(args: argparse.Namespace) -> int:
     from ..allocator import DomainContext, explain
-    from ..rewrite import numa_nodes
+    from ..rewrite import inputs, numa_nodes
 
     cfg = load_config(args)
     domain = read_domain_file(args.file)
@@ -84,14 +88,10 @@ def run(args: argparse.Namespace) -> int:
             leases = ledger.leases()
             history = ledger.sticky(uuid) if uuid else {}
             released = ledger.last_released()
-    # as vfctl define does (rewrite.py): the VF a nic has in the XML now is sticky, hand-written hostdevs
-    # are the domain's own and never offered to a request
-    refs = domain.hostdevs()
-    sticky = {**history, **{r.nic_id: str(r.address) for r in refs if r.nic_id}}
-    adopted = {str(r.address) for r in refs if r.nic_id is None}
+    # exactly what vfctl define asks the allocator (rewrite.inputs: bound vf= requests, candidates, sticky)
+    given = inputs(domain, nics, inventory.vfs, history)
     numa = numa_nodes(domain, sysfs.cpu_nodes())
     context = DomainContext(uuid=uuid, name=domain.name, numa_nodes=numa)
-    vfs = [v for v in inventory.vfs if str(v.address) not in adopted]
-    rankings = explain(nics, vfs, leases, context, cfg.pools, sticky, released)
-    print(render(domain.name, uuid, numa, rankings, full=args.all))
+    rankings = explain(given.nics, given.vfs, leases, context, cfg.pools, given.sticky, released) if given.nics else []
+    print(render(domain.name, uuid, numa, rankings, full=args.all, bound=given.bound))
     return 1 if any(r.error is not None for r in rankings) else 0
