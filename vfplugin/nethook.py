@@ -13,7 +13,7 @@ For a *guarded* network (netdef.guarded: a hostdev network over VFs of managed P
 - ``port-deleted``: put the settings back, unplug, free only that owner's lease taken through this network;
   idempotent.
 - ``started``: libvirt starts a network with every port count at 0 while domains may hold its VFs; ask for
-  the repair (netports.sync through ``vfctl reconcile``) to run once this hook has returned.
+  the repair (netports.sync through ``vfctl network sync``) to run once this hook has returned.
 Every other network (bridges, NAT, hostdev networks over unmanaged PFs) exits 0 at once: stdin without
 ``hostdev`` before anything is imported, others before the ledger is opened (it is never created here).
 """
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 MARKS = (b"hostdev", b"&#", b"encoding")
 OPERATIONS = {"port-created", "port-deleted", "started"}
 REPAIR_UNIT = "vfplugin-netports.service"
+IPROUTE2 = "iproute2"  # VF settings through ip, not pyroute2 (250-290 ms to import): see netlink.py
 
 
 def script(python: str = "/usr/bin/python3") -> str:
@@ -192,11 +193,11 @@ def port_created(ctx: _Context) -> int:
             nic = NicRequest(wanted.nic_id, "network", wanted.network, **wanted.settings)
         holding = Holding(port.address, pf, vf_index, nic, "interface", port.mac, None)
         try:
-            configure(ctx.config, ctx.sysfs, ledger, port.owner_uuid, owner, holding)
+            configure(ctx.config, ctx.sysfs, ledger, port.owner_uuid, owner, holding, via=IPROUTE2)
         except VfpluginError as e:
             lease = ledger.lease(vf)
             if lease is not None:
-                for problem in unconfigure(ctx.config, ctx.sysfs, lease, pf):
+                for problem in unconfigure(ctx.config, ctx.sysfs, lease, pf, via=IPROUTE2):
                     LOG.warning("rollback: %s", problem)
             ledger.release(port.owner_uuid, vfs=[vf], network=ctx.name, reason=f"start refused: {e}")
             raise
@@ -217,7 +218,7 @@ def port_deleted(ctx: _Context) -> int:
         lease = ledger.lease(vf)
         if lease is None or lease.domain_uuid != port.owner_uuid or lease.network != ctx.name:
             return 0  # a reclaim port of a lease vfctl holds, or nothing held: nothing to give back
-        for problem in unconfigure(ctx.config, ctx.sysfs, lease, None):
+        for problem in unconfigure(ctx.config, ctx.sysfs, lease, None, via=IPROUTE2):
             LOG.warning("port-deleted: %s", problem)
             ledger.journal("restore", "failed", domain_uuid=lease.domain_uuid, domain_name=lease.domain_name,
                            vf=vf, detail=problem, network=ctx.name)
@@ -233,7 +234,7 @@ def started(ctx: _Context) -> int:
 
 
 def request_repair(network: str) -> None:
-    """Start ``vfctl reconcile`` so that it runs after this hook returns (it calls libvirt, which the hook
+    """Start ``vfctl network sync`` so that it runs after this hook returns (it calls libvirt, which the hook
     may not): the systemd unit when systemd runs, else a detached process of its own."""
     import os
     import subprocess
@@ -252,12 +253,12 @@ def request_repair(network: str) -> None:
     # stdout/stderr to close). It waits for the network's lock inside libvirt, which the hook's return frees.
     try:
         subprocess.Popen(
-            [sys.executable, "-I", "-m", "vfplugin.cli", "reconcile"],
+            [sys.executable, "-I", "-m", "vfplugin.cli", "network", "sync"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True, cwd="/",
         )
     except OSError as e:
-        LOG.warning("network %s: cannot start vfctl reconcile: %s", network, e)
+        LOG.warning("network %s: cannot start vfctl network sync: %s", network, e)
 
 
 _HANDLERS = {"port-created": port_created, "port-deleted": port_deleted, "started": started}

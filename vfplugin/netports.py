@@ -203,10 +203,21 @@ def sync(conn: Any, cfg: Config, ledger: Any, inventory: Any, dry_run: bool = Fa
                     virt.call(f"network {network.name}: reclaim {port.vf} for {port.owner_name}",
                               net.portCreateXML, port_xml(port), PORT_CREATE_RECLAIM)
                 except VfpluginError as e:
-                    failures.append(str(e))
+                    # another repair (the agent, or the reconcile a network start spawned) made it meanwhile?
+                    if not any(p.vf == port.vf and p.owner_uuid == port.owner_uuid for p in _ports_or_none(net)):
+                        failures.append(str(e))
                     continue
             fixes.append(line)
     return fixes, failures
+
+
+def _ports_or_none(net: Any) -> list[Port]:
+    from .errors import VfpluginError
+
+    try:
+        return ports_of(net)
+    except VfpluginError:
+        return []
 
 
 def sync_now(cfg: Config, uri: str) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 from . import config as load_config
 from . import host
 
-HELP = "pools as libvirt hostdev networks: define POOL [--name NAME] [--numa-node N], list [--json]"
+HELP = "pools as libvirt hostdev networks: define POOL [--name NAME] [--numa-node N], list [--json], sync"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,10 +32,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     define.add_argument("--numa-node", type=int, metavar="N", help="only the pool's VFs on NUMA node N")
     listing = sub.add_parser("list", help="libvirt's hostdev networks, guarded or not, with ports and leases")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
+    sync = sub.add_parser("sync", help="give guarded networks a port for every VF vfplugin holds, drop stale ones")
+    sync.add_argument("--dry-run", action="store_true", help="report what would be fixed, change nothing")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.network_command == "sync":
+        return sync_ports(args)
     return define(args) if args.network_command == "define" else list_networks(args)
+
+
+def sync_ports(args: argparse.Namespace) -> int:
+    """Only the ports (netports.sync), nothing else of reconcile: what the network hook starts after a guarded
+    network (re)started (vfplugin-netports.service), safe to run while domains start and stop."""
+    from .. import virt
+    from ..ledger import Ledger
+    from ..netports import sync
+
+    cfg = load_config(args)
+    _, inventory = host(cfg)
+    with virt.connect(args.connect) as conn, Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl) as ledger:
+        fixes, failures = sync(conn, cfg, ledger, inventory, dry_run=args.dry_run)
+    for line in fixes:
+        print(line)
+    for line in failures:
+        print(f"failed: {line}")
+    print(f"network sync: {len(fixes)} fixed, {len(failures)} failed")
+    return 1 if failures else 0
 
 
 def pool_order(vfs: list[Any]) -> list[Any]:
