@@ -34,10 +34,10 @@ def _hex(text: str, digits: int) -> bool:
 class PciAddress(Record):
     """A PCI function address, ``0000:0a:00.2``; ordered as the kernel lists them."""
 
-    __slots__ = ("domain", "bus", "slot", "function")
-
-    def __init__(self, domain: int, bus: int, slot: int, function: int) -> None:
-        self.domain, self.bus, self.slot, self.function = domain, bus, slot, function
+    domain: int
+    bus: int
+    slot: int
+    function: int
 
     def __lt__(self, other: PciAddress) -> bool:
         return self._values() < other._values()

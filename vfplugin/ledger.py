@@ -171,52 +171,32 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class Want(Record):
     """One VF a domain asks the ledger for."""
 
-    __slots__ = ("vf", "nic_id", "mac", "vlan", "network", "port")
-
-    def __init__(
-        self,
-        vf: str,
-        nic_id: Optional[str],  # None: an adopted hand-written hostdev
-        mac: Optional[str] = None,
-        vlan: Optional[int] = None,
-        network: Optional[str] = None,  # taken through this libvirt network's port (the network hook)
-        port: Optional[str] = None,  # that port's UUID
-    ) -> None:
-        self.vf, self.nic_id, self.mac, self.vlan = vf, nic_id, mac, vlan
-        self.network, self.port = network, port
+    vf: str
+    nic_id: Optional[str]  # None: an adopted hand-written hostdev
+    mac: Optional[str] = None
+    vlan: Optional[int] = None
+    network: Optional[str] = None  # taken through this libvirt network's port (the network hook)
+    port: Optional[str] = None  # that port's UUID
 
 
 class Lease(Record):
     """One row of the leases table: a VF held (reserved or active) by a domain."""
 
-    __slots__ = (
-        "vf", "domain_uuid", "domain_name", "nic_id", "mac", "vlan", "state", "boot_id", "reserved_at",
-        "activated_at", "started_at", "saved", "stale", "network", "port",
-    )
-
-    def __init__(
-        self,
-        vf: str,
-        domain_uuid: str,
-        domain_name: str,
-        nic_id: Optional[str],
-        mac: Optional[str],
-        vlan: Optional[int],
-        state: str,  # "reserved" | "active"
-        boot_id: str,
-        reserved_at: Optional[float],
-        activated_at: Optional[float],
-        started_at: Optional[float],
-        saved: Optional[dict[str, Any]],  # the VF settings found before vfplugin changed them
-        stale: bool,  # another boot_id, or a reservation past its TTL: claim/reserve/expire may take it
-        network: Optional[str] = None,  # held through this libvirt network's port (the network hook)
-        port: Optional[str] = None,  # that port's UUID
-    ) -> None:
-        self.vf, self.domain_uuid, self.domain_name, self.nic_id = vf, domain_uuid, domain_name, nic_id
-        self.mac, self.vlan, self.state, self.boot_id = mac, vlan, state, boot_id
-        self.reserved_at, self.activated_at, self.started_at = reserved_at, activated_at, started_at
-        self.saved, self.stale = saved, stale
-        self.network, self.port = network, port
+    vf: str
+    domain_uuid: str
+    domain_name: str
+    nic_id: Optional[str]
+    mac: Optional[str]
+    vlan: Optional[int]
+    state: str  # "reserved" | "active"
+    boot_id: str
+    reserved_at: Optional[float]
+    activated_at: Optional[float]
+    started_at: Optional[float]
+    saved: Optional[dict[str, Any]]  # the VF settings found before vfplugin changed them
+    stale: bool  # another boot_id, or a reservation past its TTL: claim/reserve/expire may take it
+    network: Optional[str] = None  # held through this libvirt network's port (the network hook)
+    port: Optional[str] = None  # that port's UUID
 
 
 class NetNic(Record):
@@ -232,42 +212,27 @@ class NetNic(Record):
 class Event(Record):
     """One row of the append-only journal."""
 
-    __slots__ = ("id", "time", "domain_uuid", "domain_name", "vf", "action", "outcome", "detail", "network",
-                 "duration")
+    id: int
+    time: float
+    domain_uuid: Optional[str]
+    domain_name: Optional[str]
+    vf: Optional[str]
+    action: str
+    outcome: str
+    detail: str
+    network: Optional[str] = None  # the libvirt network the event came through
+    duration: Optional[float] = None  # seconds the hook event took, when measured
 
-    def __init__(
-        self,
-        id: int,  # noqa: A002 - the journal's column
-        time: float,
-        domain_uuid: Optional[str],
-        domain_name: Optional[str],
-        vf: Optional[str],
-        action: str,
-        outcome: str,
-        detail: str,
-        network: Optional[str] = None,  # the libvirt network the event came through
-        duration: Optional[float] = None,  # seconds the hook event took, when measured
-    ) -> None:
-        self.id, self.time, self.domain_uuid, self.domain_name = id, time, domain_uuid, domain_name
-        self.vf, self.action, self.outcome, self.detail = vf, action, outcome, detail
-        self.network, self.duration = network, duration
+
+_NOTHING: Mapping[str, Any] = {}
 
 
 class Snapshot(Record):
     """What an allocation needs, read inside the transaction that will reserve the result."""
 
-    __slots__ = ("leases", "sticky", "last_released")
-
-    def __init__(
-        self,
-        leases: tuple[Lease, ...],
-        sticky: Optional[Mapping[str, str]] = None,  # nic id -> the VF it had last
-        last_released: Optional[Mapping[str, float]] = None,  # VF -> when it was last released
-    ) -> None:
-        self.leases = leases
-        self.sticky: Mapping[str, str] = sticky if sticky is not None else {}
-        self.last_released: Mapping[str, float] = last_released if last_released is not None else {}
-
+    leases: tuple[Lease, ...]
+    sticky: Mapping[str, str] = _NOTHING  # nic id -> the VF it had last
+    last_released: Mapping[str, float] = _NOTHING  # VF -> when it was last released
 
 
 def exists(path: StrPath) -> bool:

@@ -50,53 +50,32 @@ def parse_representor_name(phys_port_name: str) -> Optional[tuple[Optional[int],
 class VF(Record):
     """A virtual function as sysfs shows it."""
 
-    __slots__ = (
-        "address", "pf", "pf_address", "vf_index", "vendor_id", "device_id", "numa_node", "iommu_group", "driver",
-        "netdev", "representor",
-    )
-
-    def __init__(
-        self,
-        address: PciAddress,
-        pf: str,
-        pf_address: PciAddress,
-        vf_index: int,
-        vendor_id: str,  # 4 lowercase hex digits
-        device_id: str,
-        numa_node: Optional[int],
-        iommu_group: Optional[int],
-        driver: Optional[str],  # a host driver (igbvf, iavf, mlx5_core) or vfio-pci
-        netdev: Optional[str],  # while bound to a host driver
-        representor: Optional[str],  # switchdev mode only
-    ) -> None:
-        self.address, self.pf, self.pf_address, self.vf_index = address, pf, pf_address, vf_index
-        self.vendor_id, self.device_id, self.numa_node, self.iommu_group = vendor_id, device_id, numa_node, iommu_group
-        self.driver, self.netdev, self.representor = driver, netdev, representor
+    address: PciAddress
+    pf: str
+    pf_address: PciAddress
+    vf_index: int
+    vendor_id: str  # 4 lowercase hex digits
+    device_id: str
+    numa_node: Optional[int]
+    iommu_group: Optional[int]
+    driver: Optional[str]  # a host driver (igbvf, iavf, mlx5_core) or vfio-pci
+    netdev: Optional[str]  # while bound to a host driver
+    representor: Optional[str]  # switchdev mode only
 
 
 class PF(Record):
     """A physical function with SR-IOV, and its VFs."""
 
-    __slots__ = (
-        "name", "address", "vendor_id", "device_id", "driver", "numa_node", "total_vfs", "num_vfs", "switch_id", "vfs",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        address: PciAddress,
-        vendor_id: str,
-        device_id: str,
-        driver: Optional[str],
-        numa_node: Optional[int],
-        total_vfs: int,
-        num_vfs: int,
-        switch_id: Optional[str],  # phys_switch_id: set in switchdev mode (and on some NICs always)
-        vfs: tuple[VF, ...],
-    ) -> None:
-        self.name, self.address, self.vendor_id, self.device_id = name, address, vendor_id, device_id
-        self.driver, self.numa_node, self.total_vfs, self.num_vfs = driver, numa_node, total_vfs, num_vfs
-        self.switch_id, self.vfs = switch_id, vfs
+    name: str
+    address: PciAddress
+    vendor_id: str
+    device_id: str
+    driver: Optional[str]
+    numa_node: Optional[int]
+    total_vfs: int
+    num_vfs: int
+    switch_id: Optional[str]  # phys_switch_id: set in switchdev mode (and on some NICs always)
+    vfs: tuple[VF, ...]
 
 
 def _read(path: str) -> Optional[str]:
