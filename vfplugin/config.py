@@ -32,19 +32,17 @@ CACHE_ENV_VAR = "VFPLUGIN_CONFIG_CACHE"  # a private cache directory for a confi
 class Network(Record):
     """One ``ifname/bridge/ip-or-wire`` entry, as on the reference platform."""
 
-    __slots__ = ("ifname", "bridge", "address")
-
-    def __init__(self, ifname: str, bridge: str, address: str) -> None:
-        self.ifname, self.bridge, self.address = ifname, bridge, address
+    ifname: str
+    bridge: str
+    address: str
 
 
 class Pool(Record):
     """A named set of VFs: those of ``pfs`` (all managed PFs when empty) whose model is ``model`` (any if None)."""
 
-    __slots__ = ("name", "pfs", "model")
-
-    def __init__(self, name: str, pfs: tuple[str, ...] = (), model: Optional[str] = None) -> None:
-        self.name, self.pfs, self.model = name, pfs, model
+    name: str
+    pfs: tuple[str, ...] = ()
+    model: Optional[str] = None
 
     def admits(self, pf: str, model: str) -> bool:
         return (not self.pfs or pf in self.pfs) and (self.model is None or self.model == model)
@@ -53,30 +51,17 @@ class Pool(Record):
 class Config(Record):
     """The whole configuration, validated; ``Config()`` is the defaults."""
 
-    __slots__ = (
-        "sriov_nics", "ovs_offload_nics", "networks", "pools", "ledger", "mac_prefix", "reservation_ttl",
-        "sysfs_root", "vfs", "eswitch", "source",
-    )
-
-    def __init__(
-        self,
-        sriov_nics: tuple[str, ...] = (),
-        ovs_offload_nics: tuple[str, ...] = (),
-        networks: tuple[Network, ...] = (),
-        pools: tuple[Pool, ...] = (),
-        ledger: str = DEFAULT_LEDGER,  # paths are strings: pathlib costs the hook more than its work
-        mac_prefix: str = "52:54:00",
-        reservation_ttl: int = 300,
-        sysfs_root: str = "/",
-        vfs: tuple[tuple[str, int], ...] = (),  # host state: (PF, VF count) to create at boot (vfctl host apply)
-        eswitch: tuple[tuple[str, str], ...] = (),  # host state: (PF, "legacy" | "switchdev")
-        source: Optional[str] = None,  # None: no file, defaults in force
-    ) -> None:
-        self.sriov_nics, self.ovs_offload_nics = sriov_nics, ovs_offload_nics
-        self.networks, self.pools = networks, pools
-        self.ledger, self.mac_prefix, self.reservation_ttl = ledger, mac_prefix, reservation_ttl
-        self.sysfs_root, self.source = sysfs_root, source
-        self.vfs, self.eswitch = vfs, eswitch
+    sriov_nics: tuple[str, ...] = ()
+    ovs_offload_nics: tuple[str, ...] = ()
+    networks: tuple[Network, ...] = ()
+    pools: tuple[Pool, ...] = ()
+    ledger: str = DEFAULT_LEDGER  # paths are strings: pathlib costs the hook more than its work
+    mac_prefix: str = "52:54:00"
+    reservation_ttl: int = 300
+    sysfs_root: str = "/"
+    vfs: tuple[tuple[str, int], ...] = ()  # host state: (PF, VF count) to create at boot (vfctl host apply)
+    eswitch: tuple[tuple[str, str], ...] = ()  # host state: (PF, "legacy" | "switchdev")
+    source: Optional[str] = None  # None: no file, defaults in force
 
     def _values(self) -> tuple[object, ...]:
         return super()._values()[:-1]  # where it was read from is no part of what it says
