@@ -32,19 +32,12 @@ MAX_DEPTH = 64
 class NetworkFacts(Record):
     """One libvirt network, as far as vfplugin cares."""
 
-    __slots__ = ("name", "uuid", "forward", "pfs", "addresses", "connections")
-
-    def __init__(
-        self,
-        name: str,
-        uuid: Optional[str],
-        forward: Optional[str],  # <forward mode>: "hostdev" for the networks vfplugin may guard
-        pfs: tuple[str, ...],  # <forward><pf dev>
-        addresses: tuple[PciAddress, ...],  # <forward><address type='pci'> entries (the pool, when listed)
-        connections: Optional[int],  # <network connections='N'> (live XML only)
-    ) -> None:
-        self.name, self.uuid, self.forward, self.pfs = name, uuid, forward, pfs
-        self.addresses, self.connections = addresses, connections
+    name: str
+    uuid: Optional[str]
+    forward: Optional[str]  # <forward mode>: "hostdev" for the networks vfplugin may guard
+    pfs: tuple[str, ...]  # <forward><pf dev>
+    addresses: tuple[PciAddress, ...]  # <forward><address type='pci'> entries (the pool, when listed)
+    connections: Optional[int]  # <network connections='N'> (live XML only)
 
     @property
     def hostdev(self) -> bool:
@@ -54,20 +47,13 @@ class NetworkFacts(Record):
 class PortFacts(Record):
     """One libvirt network port (``<networkport>``)."""
 
-    __slots__ = ("uuid", "network", "owner_name", "owner_uuid", "mac", "plug", "address")
-
-    def __init__(
-        self,
-        uuid: Optional[str],
-        network: Optional[str],  # <networkport><network name=...> (port XML; absent from hookData)
-        owner_name: Optional[str],
-        owner_uuid: Optional[str],
-        mac: Optional[str],
-        plug: Optional[str],  # <plug type>: "hostdev-pci" for a VF
-        address: Optional[PciAddress],  # <plug><address> of a hostdev-pci plug
-    ) -> None:
-        self.uuid, self.network, self.owner_name, self.owner_uuid = uuid, network, owner_name, owner_uuid
-        self.mac, self.plug, self.address = mac, plug, address
+    uuid: Optional[str]
+    network: Optional[str]  # <networkport><network name=...> (port XML; absent from hookData)
+    owner_name: Optional[str]
+    owner_uuid: Optional[str]
+    mac: Optional[str]
+    plug: Optional[str]  # <plug type>: "hostdev-pci" for a VF
+    address: Optional[PciAddress]  # <plug><address> of a hostdev-pci plug
 
 
 def read(raw: bytes, source: str) -> tuple[Optional[NetworkFacts], Optional[PortFacts]]:
