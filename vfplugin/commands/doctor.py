@@ -45,13 +45,14 @@ def network_checks(cfg: object, uri: str, hook: str) -> list[Any]:
     from ..checks import WARN, Check
     from ..config import Config
     from ..errors import VfpluginError
+    from ..inventory import discover
     from ..ledger import Ledger, exists
     from ..netports import doctor_checks
-    from . import host
+    from ..sysfs import Sysfs
 
     assert isinstance(cfg, Config)
     try:
-        _, inventory = host(cfg)
+        inventory = discover(cfg, Sysfs(cfg.sysfs_root))
         leases = []
         if exists(cfg.ledger):
             with Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl, create=False) as ledger:

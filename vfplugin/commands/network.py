@@ -18,9 +18,16 @@ import sys
 from typing import Any
 
 from . import config as load_config
-from . import host
 
 HELP = "pools as libvirt hostdev networks: define POOL [--name NAME] [--numa-node N], list [--json], sync"
+
+
+def _inventory(cfg: Any) -> Any:
+    # not commands.host(): the "host" command's module shadows that helper once it is imported
+    from ..inventory import discover
+    from ..sysfs import Sysfs
+
+    return discover(cfg, Sysfs(cfg.sysfs_root))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +57,7 @@ def sync_ports(args: argparse.Namespace) -> int:
     from ..netports import sync
 
     cfg = load_config(args)
-    _, inventory = host(cfg)
+    inventory = _inventory(cfg)
     with virt.connect(args.connect) as conn, Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl) as ledger:
         fixes, failures = sync(conn, cfg, ledger, inventory, dry_run=args.dry_run)
     for line in fixes:
@@ -101,7 +108,7 @@ def define(args: argparse.Namespace) -> int:
                            f"{', '.join(p.name for p in cfg.pools) or 'none'})")
     suffix = f"-node{args.numa_node}" if args.numa_node is not None else ""
     name = parse_name(args.name or f"vfp-{pool}{suffix}", "network name")
-    _, inventory = host(cfg)
+    inventory = _inventory(cfg)
     vfs = [v for v in inventory.vfs if pool in v.pools
            and (args.numa_node is None or v.numa_node == args.numa_node)]
     if not vfs:
@@ -160,7 +167,7 @@ def list_networks(args: argparse.Namespace) -> int:
     from ..netports import inventory_locate, ports_of
 
     cfg = load_config(args)
-    _, inventory = host(cfg)
+    inventory = _inventory(cfg)
     locate = inventory_locate(inventory)
     leases = []
     if exists(cfg.ledger):
