@@ -156,3 +156,24 @@ def test_without_the_agent_the_refusal_names_it(hook_host):
         "vfplugin: domain fresh: nic 'net0' has no VF chosen yet; vfplugind is not running: "
         "systemctl start vfplugind, or run 'vfctl start fresh'\n"
     )
+
+
+@pytest.mark.sqlite
+def test_doctor_names_the_agent_and_each_request_it_could_not_satisfy(tmp_path):
+    from vfplugin.checks import OK, WARN
+    from vfplugin.config import load
+    from vfplugin.doctor import agent_checks
+
+    cfg = load(str(write_config(tmp_path, pools={"i350": {"pfs": ["eth2"]}})))
+    with Ledger.open(cfg.ledger) as ledger:
+        ledger.journal("materialize", "failed", domain_uuid=UUID_A, domain_name="web1", detail="no VF for nic 'net0'")
+        ledger.journal("materialize", "failed", domain_uuid=UUID_B, domain_name="db1", detail="no VF for nic 'net0'")
+        ledger.journal("repoint", "ok", domain_uuid=UUID_B, domain_name="db1", detail="net0: VF ...")
+    [agent, web1] = agent_checks(cfg)
+    assert agent.status == WARN and agent.fix.startswith("systemctl start vfplugind")
+    assert (web1.name, web1.status, web1.detail) == ("domain web1", WARN, "no VF: no VF for nic 'net0'")
+    fd = agentpid.hold(cfg.ledger)
+    try:
+        assert agent_checks(cfg)[0].status == OK
+    finally:
+        os.close(fd)

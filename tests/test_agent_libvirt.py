@@ -40,13 +40,13 @@ OTHER = "11111111-2222-3333-4444-555555555555"
 
 
 class AgentProcess:
-    def __init__(self, config: Path, ledger: Path, log: Path) -> None:
-        self.config, self.ledger, self.log = config, ledger, log
+    def __init__(self, config: Path, ledger: Path, log: Path, metrics: str = "off") -> None:
+        self.config, self.ledger, self.log, self.metrics = config, ledger, log, metrics
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         argv = ["/usr/bin/vfplugind"] if INSTALLED else [sys.executable, "-m", "vfplugin.agent"]
-        argv += ["--config", str(self.config), "--metrics-address", "off"]
+        argv += ["--config", str(self.config), "--metrics-address", self.metrics]
         env = {**os.environ, "VFPLUGIN_LOG_STDERR": "1"}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
@@ -197,3 +197,19 @@ def test_while_the_agent_runs_the_hook_refuses_as_it_always_did(agent, tmp_path)
     assert (
         f"vfplugin: VF 0000:0a:10.4 is in use by domain \"web1\"; run 'vfctl start {name}' to choose a free VF"
     ) in started.stderr
+
+
+def test_the_agent_serves_the_hosts_metrics_on_loopback(daemon, ledger_path, tmp_path):  # noqa: F811
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    served = AgentProcess(daemon, ledger_path, tmp_path / "vfplugind.log", metrics=f"127.0.0.1:{port}")
+    served.start()
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    finally:
+        served.kill()
+    assert "vfplugin_" in body and "# TYPE" in body

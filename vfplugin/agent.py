@@ -65,6 +65,8 @@ class Agent:
         self._last_id = -1
         self._known: frozenset[str] = frozenset()
         self._vfs: tuple[Any, ...] = ()
+        self._inventory: Any = None
+        self._port_failures: set[str] = set()
         self._cpu_nodes: dict[int, int] = {}
         self._scanned = 0.0
 
@@ -265,7 +267,8 @@ class Agent:
         changed = known != self._known
         if changed:
             self.ledger().record_vfs(inventory.vfs)
-        self._vfs, self._known, self._cpu_nodes = inventory.vfs, known, sysfs.cpu_nodes()
+        self._inventory, self._vfs, self._known = inventory, inventory.vfs, known
+        self._cpu_nodes = sysfs.cpu_nodes()
         return changed
 
     # --- making domains startable -----------------------------------------------------------------------------
@@ -369,8 +372,20 @@ class Agent:
             self.failed[uuid] = str(getattr(event, "detail", ""))
 
     def _sync_ports(self) -> None:
-        """Network ports of guarded hostdev networks in step with the ledger (netports.py, issue 12)."""
-        return
+        """Reclaim ports of guarded hostdev networks in step with the ledger (netports.py): on every change of
+        the ledger and every network event (a restarted network has lost its counts). A failure is logged
+        when it first appears, not on every pass."""
+        from .netports import sync
+
+        try:
+            fixes, failures = sync(self.conn, self.cfg, self.ledger(), self._inventory)
+        except VfpluginError as e:
+            fixes, failures = [], [str(e)]
+        for line in fixes:
+            LOG.info("ports: %s", line)
+        for line in sorted(set(failures) - self._port_failures):
+            LOG.warning("ports: %s", line)
+        self._port_failures = set(failures)
 
 
 def _close(conn: Any) -> None:
@@ -451,6 +466,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"vfplugind: {e}", file=sys.stderr)
         return e.exit_code
     import libvirt
+
+    # Everything the agent uses, imported now: files an upgrade replaces beneath a running agent must not mix
+    # two versions in one process (it runs the code it started with until it is restarted).
+    from . import domread, domxml, inventory, netports, reconcile, rewrite, sysfs  # noqa: F401
 
     virt._libvirt()  # libvirt-python's default error printer off: the agent logs what matters, once
     libvirt.virEventRegisterDefaultImpl()  # before any connection is opened

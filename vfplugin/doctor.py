@@ -227,6 +227,32 @@ def ledger_check(config: Config) -> Check:
                  f"install -d -m 0700 {path.parent} (as root)")
 
 
+def agent_checks(config: Config) -> list[Check]:
+    """vfplugind: whether it runs for this ledger, and each request it journaled as unsatisfiable (latest word)."""
+    from . import agentpid
+    from .ledger import Ledger, exists
+    from .startable import ACTIONS, pending
+
+    if agentpid.running(config.ledger):
+        out = [Check("vfplugind", OK, f"running ({agentpid.path(config.ledger)})")]
+    else:
+        out = [Check("vfplugind", WARN, "not running: a domain defined with plain virsh gets no VF, and a stopped "
+                     "one whose VF was taken is not re-pointed (vfctl start still chooses)",
+                     "systemctl start vfplugind (or run vfplugind in the foreground)")]
+    try:
+        if not exists(config.ledger):
+            return out
+        with Ledger.open(config.ledger, ttl=config.reservation_ttl, create=False) as ledger:
+            waiting = pending(ledger.history(actions=ACTIONS))
+    except VfpluginError as e:
+        return out + [Check("vfplugind requests", WARN, str(e))]
+    for event in waiting.values():
+        out.append(Check(f"domain {getattr(event, 'domain_name', '?')}", WARN,
+                         f"no VF: {getattr(event, 'detail', '')}",
+                         "free a VF of its pool or change its request (vfctl explain)"))
+    return out
+
+
 def _offload_checks(config: Config, vfs: Sequence[VfInfo]) -> list[Check]:
     from .switchdev import offload_checks  # devlink/ethtool/ovs-vsctl: only when there is offload to check
 

@@ -25,12 +25,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..checks import FAIL
     from ..config import config_path
-    from ..doctor import checks
+    from ..doctor import agent_checks, checks
 
     cfg = load_config(args)
     looked_at = config_path(getattr(args, "config", None))
     results = checks(cfg, hooks_dir=Path(args.hooks_dir), config_path=Path(looked_at))
     results += network_checks(cfg, args.connect, str(Path(args.hooks_dir).parent / "network.d" / "vfplugin"))
+    results += agent_checks(cfg)
     for check in results:
         print(check.line())
     failed = sum(1 for c in results if c.status == FAIL)
