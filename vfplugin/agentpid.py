@@ -39,17 +39,23 @@ def hold(ledger: str) -> int:
     """Take the lock for this process (the agent), write its pid; the returned fd must stay open.
     AgentRunning if another agent holds it."""
     import fcntl
+    import time
 
     from .errors import AgentRunning
 
     where = path(ledger)
     fd = os.open(where, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        other = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
-        os.close(fd)
-        raise AgentRunning(ledger=ledger, pid=other, path=where) from None
+    for attempt in range(20):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if attempt < 19:  # a hook's probe holds a shared lock for microseconds: not an agent
+                time.sleep(0.05)
+                continue
+            other = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise AgentRunning(ledger=ledger, pid=other, path=where) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode("ascii"))
     return fd
