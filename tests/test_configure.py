@@ -30,12 +30,12 @@ class FakeVf:
     def __init__(self) -> None:
         self.state = {"trust": False, "spoofchk": True}
 
-    def apply(self, pf: str, vf_index: int, settings: dict) -> dict:
+    def apply(self, pf: str, vf_index: int, settings: dict, via: str = "pyroute2") -> dict:
         previous = {k: self.state[k] for k in settings}
         self.state.update(settings)
         return previous
 
-    def restore(self, pf: str, vf_index: int, saved: dict) -> list:
+    def restore(self, pf: str, vf_index: int, saved: dict, via: str = "pyroute2") -> list:
         self.state.update(saved)
         return []
 

@@ -71,14 +71,17 @@ def unplug(config: Config, sysfs: Sysfs, pf: Optional[str], vf: str) -> None:
         ovs.unplug(port[1])
 
 
-def configure(config: Config, sysfs: Sysfs, ledger: Ledger, uuid: str, name: str, h: Holding) -> None:
-    """Apply the VF settings libvirt does not and plug the representor; undo both if either fails."""
+def configure(
+    config: Config, sysfs: Sysfs, ledger: Ledger, uuid: str, name: str, h: Holding, via: str = "pyroute2"
+) -> None:
+    """Apply the VF settings libvirt does not and plug the representor; undo both if either fails.
+    ``via``: how to reach rtnetlink (netlink.py: "pyroute2" for vfctl, "iproute2" for the hooks)."""
     settings = h.settings()
     previous: dict[str, Any] = {}
     if settings:
         from . import netlink  # only here: a VF without settings needs no netlink at all
 
-        previous = netlink.apply(h.pf, h.vf_index, settings)
+        previous = netlink.apply(h.pf, h.vf_index, settings, via=via)
         held = ledger.lease(h.vf)
         # A lease that already saved settings (a second prepare after a crash) keeps the originals it saved:
         # what apply found this time is vfplugin's own earlier work.
@@ -89,12 +92,12 @@ def configure(config: Config, sysfs: Sysfs, ledger: Ledger, uuid: str, name: str
     except VfpluginError:
         from . import netlink
 
-        for problem in netlink.restore(h.pf, h.vf_index, previous):
+        for problem in netlink.restore(h.pf, h.vf_index, previous, via=via):
             LOG.warning("rollback of %s: %s", h.vf, problem)
         raise
 
 
-def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str]) -> list[str]:
+def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str], via: str = "pyroute2") -> list[str]:
     """Unplug the representor, put back the settings saved in ``lease``; returns problems, a line each."""
     problems = []
     saved = lease.saved or {}
@@ -105,5 +108,5 @@ def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str]) -
     if saved.get("settings"):
         from . import netlink
 
-        problems += netlink.restore(saved["pf"], int(saved["vf_index"]), saved["settings"])
+        problems += netlink.restore(saved["pf"], int(saved["vf_index"]), saved["settings"], via=via)
     return problems
