@@ -86,6 +86,13 @@ def test_vlan_is_1_to_4094() -> None:
             parse_vlan(bad)
 
 
+@pytest.mark.parametrize("text", ["1_0", "\u0663", "１０", "0x10", "+", "", " "])
+def test_an_integer_is_ascii_digits(text: str) -> None:
+    # found by test_validation_properties: int() took vlan="1_0" as 10 and "\u0663" (Arabic-Indic three) as 3
+    with pytest.raises(InvalidValue, match="expected an integer 1-4094"):
+        parse_int(text, "VLAN", 1, 4094)
+
+
 def test_int_range_is_inclusive() -> None:
     assert parse_int(" 7 ", "qos", 0, 7) == 7
     with pytest.raises(InvalidValue) as info:

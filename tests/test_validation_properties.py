@@ -275,3 +275,5 @@ def test_an_integer_is_accepted_in_range_or_refused_in_one_line(value):
         one_line(e)
     else:
         assert 1 <= number <= 4094 and parse_int(str(number), "VLAN", 1, 4094) == number
+        if isinstance(value, str):  # decimal digits as written by people and by vfplugin itself
+            assert value.strip().lstrip("+-0") == str(number), value

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 # Character sets, not regular expressions: the hook validates every address it reads on each start and stop,
 # and importing re would cost it 3 ms (bench/bench_hook.py). (A regex "$" also lets a trailing newline pass.)
-_HEX = frozenset("0123456789abcdefABCDEF")
+_DIGITS = frozenset("0123456789")
+_HEX = _DIGITS | frozenset("abcdefABCDEF")
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _IFNAME_CHARS = _ALNUM | frozenset("_.:@-")  # IFNAMSIZ is 16 with the NUL; no '/' or blanks
 _NAME_CHARS = _ALNUM | frozenset("_.+:-")
@@ -114,7 +115,15 @@ def parse_int(text: object, what: str, low: int, high: int) -> int:
     try:
         if isinstance(text, bool):
             raise ValueError
-        value = int(text) if isinstance(text, int) else int(str(text).strip(), 10)
+        if isinstance(text, int):
+            value = text
+        else:
+            # ASCII digits only: int() would also take "1_0" and other scripts' digits ("٣"), which no one means
+            digits = str(text).strip()
+            unsigned = digits[1:] if digits.startswith(("+", "-")) else digits
+            if not unsigned or not _DIGITS.issuperset(unsigned):
+                raise ValueError
+            value = int(digits, 10)
     except ValueError:
         raise InvalidValue(what=what, value=text, problem=f"expected an integer {low}-{high}") from None
     if not low <= value <= high:
