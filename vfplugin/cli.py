@@ -23,7 +23,7 @@ COMMANDS = {
     "list": "list_vfs",
     "doctor": "doctor",
     "pf": "pf",
-    "host": "host",
+    "host": "host_state",
     "explain": "explain",
     "rewrite": "rewrite",
     "define": "define",
