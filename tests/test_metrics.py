@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,10 @@ def seed(path: Path) -> None:
     with Ledger.open(path, boot_id="an-earlier-boot") as old:  # two leases from before a reboot: stale
         old.claim("u-ghost", "ghost", [Want("0000:0a:10.4", "net0"), Want("0000:0a:11.0", "net1")])
     with Ledger.open(path) as ledger:
+        # as the hook does: its entries record how long the event had taken (here: at least 0.3 s)
+        ledger.started = time.monotonic() - 0.3
         ledger.claim(WEB, "web1", [Want("0000:3b:00.2", "net0", "52:54:00:aa:bb:cc", 100)])
+        ledger.started = None
         ledger.reserve(DB1, "db1", [Want("0000:0a:10.0", "net0")])
         ledger.claim(DB2, "db2", [Want("0000:0a:10.4", "net0")])  # takes the stale lease over
         with pytest.raises(Exception, match="in use by domain"):
@@ -207,3 +211,16 @@ def test_textfile_is_written_atomically_for_node_exporter(tmp_path: Path) -> Non
     assert prom.stat().st_mode & 0o777 == 0o644
     assert "vfplugin_pf_up{pf=\"eth2\"} 1.0" in prom.read_text()
     assert main(["--config", str(config), "metrics", "--textfile", str(tmp_path / "missing")]) == 1
+
+
+def test_hook_latency_is_a_histogram_per_operation_from_the_journal(seeded: Any) -> None:
+    found = samples(text(gather(seeded, stats=stats, pciids=PCIIDS)))
+    claim = {"operation": "claim"}
+    assert value(found, "vfplugin_hook_duration_seconds_count", **claim) == 1
+    assert 0.3 <= value(found, "vfplugin_hook_duration_seconds_sum", **claim) < 10
+    assert value(found, "vfplugin_hook_duration_seconds_bucket", le="0.25", **claim) == 0
+    assert value(found, "vfplugin_hook_duration_seconds_bucket", le="10.0", **claim) == 1
+    assert value(found, "vfplugin_hook_duration_seconds_bucket", le="+Inf", **claim) == 1
+    # entries written without a start time (vfctl, reconcile) are no part of it
+    assert not [k for k in found if k[0] == "vfplugin_hook_duration_seconds_count" and k != (
+        "vfplugin_hook_duration_seconds_count", frozenset(claim.items()))]
