@@ -3,9 +3,10 @@ SQLite file, checked after every step against a model small enough to be obvious
 
 Steps: reserve, claim, allocate (the allocator's pick inside the write transaction), mark_started, save the VF
 settings, release (all of a domain's leases, or some), release one VF whoever holds it, expire, time passing
-(the ledger's ``clock``), a reboot (the file opened again with a new ``boot_id``), several domains competing
-for few VFs (so stale leases are taken over). The model is a plain dict VF -> lease, plus the sticky history
-and the release times; the real ledger must agree with it after every step.
+(the ledger's ``clock``), a second process doing the next steps on its own connection, a reboot (the file
+opened again with a new ``boot_id``), several domains competing for few VFs (so stale leases are taken over).
+The model is a plain dict VF -> lease, plus the sticky history and the release times; the real ledger must
+agree with it after every step.
 
 What counts as a change, for "the journal gets exactly one entry per change" (docs/ledger.md, ledger.py):
 - each VF a successful reserve/claim/allocate asks for: one ``reserve``/``claim`` ``ok`` entry, preceded by
@@ -14,7 +15,7 @@ What counts as a change, for "the journal gets exactly one entry per change" (do
 - each lease release/release_vf/expire deletes: one ``release``/``expire`` ``ok``; release/release_vf that
   delete nothing: one ``release`` ``noop`` (expire that deletes nothing writes nothing);
 - a reserve/claim refused because another domain holds a VF live: nothing changes, one ``refused`` entry
-  naming that VF; one that asks for a VF twice: nothing changes, nothing journaled;
+  naming that VF; one that asks for a VF twice, or for none: nothing changes, nothing journaled;
 - saving VF settings is part of the claim, not a change of who holds what: no entry.
 """
 
@@ -78,6 +79,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.clock = Clock()
         self.boots = 0
         self.ledger = self._open()
+        self.other = self._open()  # another process on the same host: the hook while vfctl runs
         self.model: dict[str, Held] = {}
         self.sticky: dict[tuple[str, str], str] = {}
         self.released: dict[str, float] = {}
@@ -88,6 +90,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.ledger.close()
+        self.other.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- the model's rules ------------------------------------------------------------------------------------
@@ -267,8 +270,14 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule()
     def reboot(self) -> None:
         self.ledger.close()
+        self.other.close()
         self.boots += 1
-        self.ledger = self._open()
+        self.ledger, self.other = self._open(), self._open()
+
+    @rule()
+    def another_process_takes_over(self) -> None:
+        """The next steps go through the other open connection: what one wrote, the other reads."""
+        self.ledger, self.other = self.other, self.ledger
 
     # -- after every step -------------------------------------------------------------------------------------
 
@@ -289,6 +298,7 @@ class LedgerMachine(RuleBasedStateMachine):
         for domain in DOMAINS:
             assert self.ledger.sticky(domain) == {nic: vf for (d, nic), vf in self.sticky.items() if d == domain}
         assert self.ledger.last_released() == self.released
+        assert self.other.leases() == leases
 
     @invariant()
     def the_journal_changed_only_with_a_step(self) -> None:
