@@ -177,3 +177,133 @@ def test_doctor_names_the_agent_and_each_request_it_could_not_satisfy(tmp_path):
         assert agent_checks(cfg)[0].status == OK
     finally:
         os.close(fd)
+
+
+# --- the agent against libvirt's test driver (test:///default: in this process, no daemon, no hook) --------
+# Every connection this process opens to test:///default shares one driver state, so the test talks to the
+# same "libvirt" as the agent running in a thread. No hook runs there: the tests make the claims the hook would.
+
+
+@pytest.fixture(scope="module")
+def event_loop() -> None:
+    import threading
+
+    import libvirt
+
+    from vfplugin.agent import _event_loop
+
+    libvirt.virEventRegisterDefaultImpl()
+    threading.Thread(target=_event_loop, name="libvirt-events", daemon=True).start()
+
+
+@pytest.fixture
+def test_driver(event_loop, tmp_path):
+    import threading
+
+    import libvirt
+
+    from vfplugin.agent import Agent
+    from vfplugin.config import load
+
+    cfg = load(str(write_config(tmp_path, ovs_offload_nics=[], pools={"i350": {"pfs": ["eth2"]}})))
+    Ledger.open(cfg.ledger).close()  # made before two threads of one process could both create it
+    agent = Agent(cfg, "test:///default")
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    conn = libvirt.open("test:///default")
+    names: list[str] = []
+    # connected, reconciled (which releases active leases of domains that do not run) and read: now the tests
+    # may make claims
+    assert eventually(lambda: agent._synced, 10)
+    try:
+        yield agent, conn, names
+    finally:
+        agent.stopping.set()
+        thread.join(10)
+        for name in names:
+            dom = conn.lookupByName(name)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        conn.close()
+
+
+def define_in(conn, names: list[str], name: str, uuid: str, nics: str = POOL) -> None:
+    conn.defineXML(domain_xml(name, uuid=uuid, nics=nics).replace("type='qemu'", "type='test'"))
+    names.append(name)
+
+
+def vf_of(conn, name: str) -> str | None:
+    facts = read_domain(conn.lookupByName(name).XMLDesc(2).encode())
+    return next((str(r.address) for r in facts.hostdevs if r.nic_id == "net0"), None)
+
+
+def eventually(condition, seconds: float = 3.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def journal(agent, name: str) -> list[tuple[str, str]]:
+    with Ledger.open(agent.cfg.ledger) as ledger:
+        return [(e.action, e.outcome) for e in ledger.history(domain=name) if e.action in ("materialize", "repoint")]
+
+
+@pytest.mark.sqlite
+def test_the_agent_materializes_once_and_does_not_loop_on_its_own_redefinition(test_driver):
+    agent, conn, names = test_driver
+    define_in(conn, names, "tdweb", UUID_A)
+    assert eventually(lambda: vf_of(conn, "tdweb") in {VF0, VF1})
+    import time
+
+    time.sleep(1.0)  # its own DEFINED event and journal entry come back to it: nothing more to do
+    assert journal(agent, "tdweb") == [("materialize", "ok")]
+    with Ledger.open(agent.cfg.ledger) as ledger:
+        assert ledger.leases() == []  # a pointer, never a reservation
+
+
+@pytest.mark.sqlite
+def test_the_agent_repoints_a_stopped_domain_but_never_a_running_one(test_driver):
+    agent, conn, names = test_driver
+    define_in(conn, names, "tdstop", UUID_A)
+    define_in(conn, names, "tdrun", UUID_B)
+    assert eventually(lambda: vf_of(conn, "tdstop") is not None and vf_of(conn, "tdrun") is not None)
+    conn.lookupByName("tdrun").create()
+    running_vf, stopped_vf = vf_of(conn, "tdrun"), vf_of(conn, "tdstop")
+    with Ledger.open(agent.cfg.ledger) as ledger:  # another domain claims both VFs
+        ledger.claim("cccccccc-0000-0000-0000-000000000003", "other",
+                     [Want(vf=v, nic_id=f"n{i}") for i, v in enumerate(sorted({running_vf, stopped_vf}))])
+    free = ({VF0, VF1} - {running_vf, stopped_vf})
+    if free:
+        assert eventually(lambda: vf_of(conn, "tdstop") == next(iter(free)))
+    else:
+        assert eventually(lambda: ("repoint", "failed") in journal(agent, "tdstop"))
+    import time
+
+    time.sleep(0.5)
+    assert vf_of(conn, "tdrun") == running_vf  # running: its definition is left alone
+
+
+@pytest.mark.sqlite
+def test_an_unsatisfiable_request_is_journaled_once_then_served_when_a_vf_is_released(test_driver):
+    agent, conn, names = test_driver
+    with Ledger.open(agent.cfg.ledger) as ledger:
+        ledger.claim(UUID_B, "hog", [Want(vf=VF0, nic_id="a"), Want(vf=VF1, nic_id="b")])
+    define_in(conn, names, "tdwait", UUID_A)
+    assert eventually(lambda: ("materialize", "failed") in journal(agent, "tdwait"))
+    for _ in range(3):  # more ledger changes and redefinitions: nothing new to say
+        with Ledger.open(agent.cfg.ledger) as ledger:
+            ledger.journal("note", "ok", detail="something else changed")
+    import time
+
+    time.sleep(0.5)
+    assert journal(agent, "tdwait") == [("materialize", "failed")]
+    with Ledger.open(agent.cfg.ledger) as ledger:
+        ledger.release(UUID_B, vfs=[VF1], reason="test")
+    assert eventually(lambda: vf_of(conn, "tdwait") == VF1)
+    assert journal(agent, "tdwait") == [("materialize", "failed"), ("materialize", "ok")]

@@ -69,11 +69,14 @@ class Agent:
         self._port_failures: set[str] = set()
         self._cpu_nodes: dict[int, int] = {}
         self._scanned = 0.0
+        self._synced = False  # whether _after_connect ran on the current connection
 
     # --- the loop ---------------------------------------------------------------------------------------------
 
     def run(self) -> None:
         """Until ``stopping`` is set: connect (with back-off), then react to events and ledger changes."""
+        import libvirt
+
         attempt = 0
         while not self.stopping.is_set():
             if self.conn is None:
@@ -82,14 +85,20 @@ class Agent:
                     attempt += 1
                     continue
                 attempt = 0
-                self._after_connect()
             try:
+                if not self._synced:  # a new connection: reconcile and read everything (again if it failed)
+                    self._after_connect()
+                    self._synced = True
                 self.step(POLL)
-            except LibvirtError as e:
-                LOG.warning("%s", e)
+            except (LibvirtError, libvirt.libvirtError) as e:  # the daemon went away mid-call
+                LOG.warning("%s", " ".join(str(e).split()))
                 self._drop_connection()
             except VfpluginError as e:  # the ledger is locked or unwritable: say so, try again later
                 LOG.error("%s", e)
+                self.stopping.wait(1.0)
+            except Exception:  # a bug: keep the traceback, start over from a fresh connection
+                LOG.exception("internal error; reconnecting")
+                self._drop_connection()
                 self.stopping.wait(1.0)
 
     def step(self, timeout: float) -> None:
@@ -116,6 +125,8 @@ class Agent:
             self.converge()
 
     def _handle(self, kind: str, uuid: str) -> bool:
+        if self.conn is None:
+            return False  # queued before the connection closed: the next one reads everything afresh
         if kind == "closed":
             LOG.warning("connection to %s closed (%s); reconnecting", self.uri, uuid)
             self._drop_connection()
@@ -154,9 +165,11 @@ class Agent:
         return True
 
     def _drop_connection(self) -> None:
+        """Forget the connection and what was read through it: the next one reconciles and reads afresh."""
         if self.conn is not None:
             _close(self.conn)
         self.conn = None
+        self._synced = False
 
     def _on_domain(self, _conn: Any, dom: Any, event: int, _detail: int, _opaque: Any) -> None:
         kind = {DEFINED: "defined", UNDEFINED: "undefined", STARTED: "started", STOPPED: "stopped"}.get(event)
