@@ -401,6 +401,27 @@ class Ledger:
         with self._errors():
             return int(self._conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
 
+    def journal_summary(self, bounds: Sequence[float]) -> dict[str, Any]:
+        """The journal in a few aggregates (for metrics, without reading every entry): ``counts`` (action,
+        outcome) -> entries; ``refusals``: the detail of every refusal, and of every release after a refused
+        start; ``fixes``: the sum of the N in reconcile entries' "N fixes"; ``durations``: action -> (entries
+        with a duration at or below each of ``bounds``, their count, their sum)."""
+        buckets = ", ".join("sum(duration <= ?)" for _ in bounds)
+        with self._errors():
+            db = self._conn
+            counts = {(r[0], r[1]): r[2] for r in db.execute(
+                "SELECT action, outcome, count(*) FROM events GROUP BY action, outcome")}
+            refusals = [r[0] for r in db.execute(
+                """SELECT detail FROM events WHERE outcome = 'refused'
+                   OR (action = 'release' AND detail LIKE 'start refused:%') ORDER BY id""")]
+            fixes = db.execute(
+                "SELECT coalesce(sum(CAST(detail AS INTEGER)), 0) FROM events WHERE action = 'reconcile'"
+            ).fetchone()[0]
+            durations = {r[0]: (tuple(r[3:]), r[1], r[2]) for r in db.execute(
+                f"""SELECT action, count(*), sum(duration){', ' + buckets if bounds else ''} FROM events
+                    WHERE duration IS NOT NULL GROUP BY action ORDER BY action""", tuple(bounds))}
+        return {"counts": counts, "refusals": refusals, "fixes": int(fixes), "durations": durations}
+
     def integrity(self) -> list[str]:
         """``PRAGMA integrity_check`` problems; empty when the file is sound."""
         with self._errors():

@@ -64,7 +64,7 @@ class HostFacts:
     pfs: tuple[Any, ...]  # inventory.PfInfo
     vfs: tuple[Any, ...]  # inventory.VfInfo
     leases: Optional[Mapping[str, Any]]  # VF address -> live lease (ledger.Lease); None: ledger unreadable
-    events: Sequence[Any] = ()  # ledger.Event
+    journal: Optional[Mapping[str, Any]] = None  # Ledger.journal_summary(BUCKETS); None: no ledger yet
     stats: Mapping[str, Any] = field(default_factory=dict)  # PF -> vfstats.PfStats (counters or a reason)
     pools: tuple[str, ...] = ()  # configured pool names
 
@@ -165,11 +165,11 @@ def families(facts: HostFacts) -> list[Family]:
 
     # --- the journal ---
     if facts.leases is not None:
-        out += journal_families(facts.events)
+        out += journal_families(facts.journal or {})
     return out
 
 
-def journal_families(events: Iterable[Any]) -> list[Family]:
+def journal_families(journal: Mapping[str, Any]) -> list[Family]:
     """Counters from the append-only journal (so they only grow) and the hook latency histogram."""
     claims = Family("vfplugin_claims", "counter", "VFs claimed by the hook at prepare begin (journal: claim ok).")
     reservations = Family("vfplugin_reservations", "counter",
@@ -183,42 +183,26 @@ def journal_families(events: Iterable[Any]) -> list[Family]:
     fixes = Family("vfplugin_reconcile_fixes", "counter", "Fixes made by reconcile runs.")
     latency = Family("vfplugin_hook_duration_seconds", "histogram",
                      "Time from the hook's start to its journal entry, by journaled operation.")
-    n = {"claim": 0, "reserve": 0, "release": 0, "takeover": 0, "expire": 0, "fixes": 0}
+    counts = journal.get("counts", {})
     reasons = dict.fromkeys(REFUSAL_REASONS, 0)
-    durations: dict[str, list[float]] = {}
-    for e in events:
-        action, outcome = e.action, e.outcome
-        if outcome == "ok" and action in n:
-            n[action] += 1
-        if action == "reconcile":
-            n["fixes"] += _fixes(e.detail)
-        elif outcome == "refused":
-            reasons[refusal_reason(e.detail)] += 1
-        elif action == "release" and e.detail.startswith("start refused:"):
-            reasons["setup_failed"] += 1  # claimed, then a setting or OVS plug failed: the hook gave it back
-        duration = getattr(e, "duration", None)
-        if duration is not None:
-            durations.setdefault(action, []).append(float(duration))
-    claims.add({}, n["claim"])
-    reservations.add({}, n["reserve"])
+    for detail in journal.get("refusals", ()):
+        # a release after a refused start: claimed, then a setting or an OVS plug failed and the hook gave it back
+        reasons["setup_failed" if detail.startswith("start refused:") else refusal_reason(detail)] += 1
+    claims.add({}, counts.get(("claim", "ok"), 0))
+    reservations.add({}, counts.get(("reserve", "ok"), 0))
     for reason in REFUSAL_REASONS:
         refusals.add({"reason": reason}, reasons[reason])
-    releases.add({}, n["release"])
-    takeovers.add({}, n["takeover"])
-    expired.add({}, n["expire"])
-    fixes.add({}, n["fixes"])
-    for operation in sorted(durations):
-        values = durations[operation]
-        for bound in BUCKETS:
-            latency.add({"operation": operation, "le": _le(bound)}, sum(1 for v in values if v <= bound), "_bucket")
-        latency.add({"operation": operation, "le": "+Inf"}, len(values), "_bucket")
-        latency.add({"operation": operation}, len(values), "_count")
-        latency.add({"operation": operation}, sum(values), "_sum")
+    releases.add({}, counts.get(("release", "ok"), 0))
+    takeovers.add({}, counts.get(("takeover", "ok"), 0))
+    expired.add({}, counts.get(("expire", "ok"), 0))
+    fixes.add({}, journal.get("fixes", 0))
+    for operation, (cumulative, count, total) in sorted(journal.get("durations", {}).items()):
+        for bound, n in zip(BUCKETS, cumulative):
+            latency.add({"operation": operation, "le": _value(bound)}, n or 0, "_bucket")
+        latency.add({"operation": operation, "le": "+Inf"}, count, "_bucket")
+        latency.add({"operation": operation}, count, "_count")
+        latency.add({"operation": operation}, total or 0.0, "_sum")
     return [claims, reservations, refusals, releases, takeovers, expired, fixes, latency]
-
-
-def _le(bound: float) -> str:
-    return _value(bound)
 
 
 def _vf_labels(vf: Any) -> dict[str, Any]:
@@ -246,19 +230,26 @@ def _value(d: float) -> str:
 
 
 def _escape_label(v: str) -> str:
-    return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    if "\\" in v or "\n" in v or '"' in v:
+        return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return v
 
 
 def text(fams: Iterable[Family]) -> str:
     """The Prometheus text exposition format 0.0.4 of ``fams``, exactly as generate_latest writes it."""
     out = []
+    orders: dict[tuple[str, ...], list[str]] = {}  # label names -> sorted (one sort per label set, not per sample)
     for f in fams:
         name = f.name + "_total" if f.type == "counter" else f.name
         doc = f.help.replace("\\", r"\\").replace("\n", r"\n")
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {f.type}\n")
         for sample, labels, value in f.samples:
             if labels:
-                inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
+                keys = tuple(labels)
+                order = orders.get(keys)
+                if order is None:
+                    order = orders[keys] = sorted(keys)
+                inner = ",".join([f'{k}="{_escape_label(labels[k])}"' for k in order])
                 out.append(f"{sample}{{{inner}}} {_value(value)}\n")
             else:
                 out.append(f"{sample} {_value(value)}\n")
@@ -289,28 +280,28 @@ def gather(
 
     pfs, inventory = survey(cfg, sysfs, pciids)
     leases: Optional[dict[str, Any]]
-    events: list[Any] = []
+    journal: Optional[dict[str, Any]] = None
     try:
-        leases, events = _ledger(cfg)
+        leases, journal = _ledger(cfg)
     except LedgerError:
         leases = None
     readable = [pf.name for pf in pfs if not pf.problem]
     reader = stats or default_stats(cfg)
     return families(HostFacts(
-        pfs=pfs, vfs=inventory.vfs, leases=leases, events=events, stats=reader(readable),
+        pfs=pfs, vfs=inventory.vfs, leases=leases, journal=journal, stats=reader(readable),
         pools=tuple(p.name for p in cfg.pools),
     ))
 
 
-def _ledger(cfg: Config) -> tuple[dict[str, Any], list[Any]]:
-    """Live leases by VF and the journal; nothing at all when the ledger file does not exist yet."""
+def _ledger(cfg: Config) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+    """Live leases by VF and the journal's summary; nothing at all when the ledger file does not exist yet."""
     from .ledger import Ledger, exists
 
     if not exists(cfg.ledger):
-        return {}, []
+        return {}, None
     ledger = Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl, create=False)
     try:
-        return {lease.vf: lease for lease in ledger.leases() if not lease.stale}, ledger.history()
+        return {lease.vf: lease for lease in ledger.leases() if not lease.stale}, ledger.journal_summary(BUCKETS)
     finally:
         ledger.close()
 
