@@ -157,3 +157,12 @@ def test_every_case_the_fuzzer_kept_reads_the_same_in_both_readers():
     for path in cases:
         (a, facts_a), (b, facts_b) = both(path.read_bytes())
         assert (a, facts_a) == (b, facts_b), path.name
+
+
+def test_text_after_the_last_interface_of_a_one_line_document_is_kept_once():
+    # Found by tests/test_props_reading.py: the new interface copied the anchor's tail instead of taking it.
+    raw = (f"<domain><name>a</name><uuid>{UUID}</uuid><devices><interface type='user'/>tail</devices>"
+           "</domain>").encode()
+    domain = parse_domain(raw)
+    domain.materialize(NIC, VF, MAC)
+    assert domain.to_bytes().count(b"tail") == 1

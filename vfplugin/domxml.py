@@ -418,9 +418,8 @@ class Domain:
         tail = anchor.tail
         # parent.insert, not anchor.addnext: addnext slips the new element between the anchor and its tail.
         parent.insert(parent.index(anchor) + 1, element)
-        element.tail = tail
-        if indent is not None:
-            anchor.tail = indent
+        # The anchor's tail moves after the new element, never copied: text after it (<devices><a/>text) once.
+        element.tail, anchor.tail = tail, indent
         self._format(element, indent)
 
     def _insert_first(self, parent: etree._Element, element: etree._Element) -> None:
