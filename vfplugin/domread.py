@@ -48,26 +48,18 @@ NUMATUNE, MEMORY, NODESET, VCPU, CPUSET = "numatune", "memory", "nodeset", "vcpu
 class HostdevRef(Record):
     """A PCI device the domain passes through: an ``<interface type='hostdev'>`` or a ``<hostdev>``."""
 
-    __slots__ = ("address", "kind", "nic_id", "mac", "vlan")
-
-    def __init__(
-        self,
-        address: PciAddress,
-        kind: str,  # "interface" | "hostdev"
-        nic_id: Optional[str],  # from the alias ua-vfplugin-<id>; None for a hand-written device
-        mac: Optional[str],
-        vlan: Optional[int],
-    ) -> None:
-        self.address, self.kind, self.nic_id, self.mac, self.vlan = address, kind, nic_id, mac, vlan
+    address: PciAddress
+    kind: str  # "interface" | "hostdev"
+    nic_id: Optional[str]  # from the alias ua-vfplugin-<id>; None for a hand-written device
+    mac: Optional[str]
+    vlan: Optional[int]
 
 
 class NumaHint(Record):
     """Where the domain is pinned: ``<numatune><memory nodeset>`` nodes, ``<vcpu cpuset>`` CPUs (or empty)."""
 
-    __slots__ = ("nodeset", "cpuset")
-
-    def __init__(self, nodeset: frozenset[int], cpuset: frozenset[int]) -> None:
-        self.nodeset, self.cpuset = nodeset, cpuset
+    nodeset: frozenset[int]
+    cpuset: frozenset[int]
 
 
 class DomainFacts(Record):

@@ -27,20 +27,13 @@ if TYPE_CHECKING:
 class Holding(Record):
     """A VF the domain holds while it runs, where it sits, and what its XML says of it."""
 
-    __slots__ = ("address", "pf", "vf_index", "nic", "kind", "mac", "vlan")
-
-    def __init__(
-        self,
-        address: PciAddress,
-        pf: str,
-        vf_index: int,
-        nic: Optional[NicRequest],  # None: an adopted hand-written hostdev
-        kind: str,  # "interface" (libvirt sets MAC/VLAN) or "hostdev" (plain: vfplugin sets the MAC if asked)
-        mac: Optional[str],
-        vlan: Optional[int],
-    ) -> None:
-        self.address, self.pf, self.vf_index, self.nic = address, pf, vf_index, nic
-        self.kind, self.mac, self.vlan = kind, mac, vlan
+    address: PciAddress
+    pf: str
+    vf_index: int
+    nic: Optional[NicRequest]  # None: an adopted hand-written hostdev
+    kind: str  # "interface" (libvirt sets MAC/VLAN) or "hostdev" (plain: vfplugin sets the MAC if asked)
+    mac: Optional[str]
+    vlan: Optional[int]
 
     @property
     def vf(self) -> str:
