@@ -192,7 +192,8 @@ def list_networks(args: argparse.Namespace) -> int:
             rows.append({
                 "name": facts.name, "active": active, "guarded": on,
                 "pfs": list(facts.pfs), "vfs": len(pool) if (facts.addresses or on) else None,
-                "connections": facts.connections if active else None, "ports": len(ports),
+                # libvirt leaves connections='0' out of a live network's XML
+                "connections": (facts.connections or 0) if active else None, "ports": len(ports),
                 "leases": sum(1 for lease in leases if lease.vf in pool and not lease.stale),
             })
     if args.json:
