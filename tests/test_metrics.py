@@ -224,3 +224,29 @@ def test_hook_latency_is_a_histogram_per_operation_from_the_journal(seeded: Any)
     # entries written without a start time (vfctl, reconcile) are no part of it
     assert not [k for k in found if k[0] == "vfplugin_hook_duration_seconds_count" and k != (
         "vfplugin_hook_duration_seconds_count", frozenset(claim.items()))]
+
+
+def test_vf_stats_are_read_from_the_pfs_vfinfo_and_a_driver_without_them_is_a_reason() -> None:
+    from vfplugin.vfstats import parse_vfinfo
+
+    stats = {"IFLA_VF_STATS_RX_BYTES": 10, "IFLA_VF_STATS_TX_BYTES": 20, "IFLA_VF_STATS_RX_PACKETS": 1,
+             "IFLA_VF_STATS_TX_PACKETS": 2, "IFLA_VF_STATS_BROADCAST": 3, "IFLA_VF_STATS_MULTICAST": 4,
+             "IFLA_VF_STATS_RX_DROPPED": 5, "IFLA_VF_STATS_TX_DROPPED": 6}
+    report = [{"IFLA_VF_MAC": {"vf": 0, "mac": "00:00:00:00:00:00"}, "IFLA_VF_STATS": stats},
+              {"IFLA_VF_MAC": {"vf": 1, "mac": "00:00:00:00:00:00"}, "IFLA_VF_STATS": {}}]
+    assert parse_vfinfo(report) == {
+        0: {"rx_bytes": 10, "tx_bytes": 20, "rx_packets": 1, "tx_packets": 2, "rx_dropped": 5, "tx_dropped": 6,
+            "rx_broadcast": 3, "rx_multicast": 4},
+        1: dict.fromkeys(("rx_bytes", "tx_bytes", "rx_packets", "tx_packets", "rx_dropped", "tx_dropped",
+                          "rx_broadcast", "rx_multicast"), 0),
+    }
+    assert parse_vfinfo([{"IFLA_VF_MAC": {"vf": 0, "mac": "00:00:00:00:00:00"}}]) == (
+        "the PF driver reports no VF statistics (IFLA_VF_STATS)")
+
+
+def test_reading_vf_stats_of_netdevs_that_are_no_pf_gives_reasons_not_errors() -> None:
+    from vfplugin.vfstats import read
+
+    found = read(["lo", "vfplugin-no-such0"])
+    assert found == {"lo": "the PF reports no VFs over netlink",
+                     "vfplugin-no-such0": "no netdev vfplugin-no-such0 in this network namespace"}

@@ -58,10 +58,19 @@ def read(pfs: Sequence[str]) -> dict[str, PfStats]:
     except ImportError as e:  # pragma: no cover - a Debian dependency
         return {pf: f"pyroute2 unavailable: {e}" for pf in pfs}
     out: dict[str, PfStats] = {}
-    ipr = IPRoute()
+    try:
+        ipr = IPRoute()
+    except OSError as e:
+        return {pf: f"netlink socket: {e.strerror or e}" for pf in pfs}
     try:
         for pf in pfs:
-            out[pf] = _read_pf(ipr, pf)
+            try:
+                out[pf] = _read_pf(ipr, pf)
+            except Exception as e:  # noqa: BLE001 - a reply this code cannot read is a gap, never a failed scrape
+                from .log import LOG
+
+                LOG.exception("reading the VF stats of %s", pf)
+                out[pf] = f"unreadable netlink reply: {type(e).__name__}: {e}"
     finally:
         ipr.close()
     return out
