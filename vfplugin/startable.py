@@ -61,7 +61,12 @@ def why_not_startable(domain: Defined, live: Mapping[str, Lease], known: Iterabl
         return None
     on_host = known if isinstance(known, (set, frozenset)) else set(known)
     pointers = domain.pointers
+    networked = {nic_id for nic_id, _ in domain.facts.network_macs}
     for nic in domain.facts.requests:
+        if nic.selector == "network":  # libvirt's hostdev network picks the VF at start: only its interface
+            if nic.id not in networked:
+                return f"nic {nic.id} has no interface on network {nic.value}"
+            continue
         vf = pointers.get(nic.id)
         if vf is None:
             return f"nic {nic.id} has no VF chosen"
