@@ -106,7 +106,7 @@ def test_rows_have_exactly_the_contract_keys_and_free_state(tmp_path: Path) -> N
         "address": "0000:0a:11.0", "pf": "eth2", "pf_address": "0000:0a:00.0", "vf_index": 2,
         "vendor_id": "8086", "device_id": "1520", "model": "I350 Ethernet Controller Virtual Function",
         "numa_node": 0, "iommu_group": 32, "driver": "vfio-pci", "netdev": None, "representor": None,
-        "pool": None, "state": "free", "domain": None, "mac": None, "vlan": None,
+        "pool": None, "state": "free", "domain": None, "network": None, "mac": None, "vlan": None,
     }
 
 

@@ -212,3 +212,40 @@ def test_install_hook_installs_the_network_hook_next_to_the_qemu_hook(host, tmp_
     assert installed.read_text() == script(sys.executable) and installed.stat().st_mode & 0o777 == 0o755
     assert run_hook(installed, "vfnet", "port-created", "begin", hook_data(VF_A), config).status == 0
     assert [lease.vf for lease in leases(config)] == [VF_A]
+
+
+def test_a_network_nic_is_written_as_a_network_interface_and_its_settings_reach_port_created(host, tmp_path):
+    """vfctl rewrites <vfp:nic network=...> into <interface type='network'>; the qemu hook records what the
+    nic asks for at prepare begin (by domain UUID + MAC); port-created applies it (here eth2 is no real PF,
+    so netlink refuses trust and the port is refused in one line, with nothing left claimed)."""
+    from tests.test_hook import rewritten
+
+    hook, config = host
+    xml = rewritten(tmp_path, config, "l2g", '<vfp:nic id="net0" network="vfnet" trust="on" spoofchk="off" '
+                    'vlan="100"/>', reserve=False)
+    assert "<interface type='network'>" in xml or '<interface type="network">' in xml
+    for part in ("network='vfnet'", "ua-vfplugin-net0", "<tag id='100'/>"):
+        assert part in xml.replace('"', "'"), part
+    uuid = xml.split("<uuid>")[1].split("</uuid>")[0]
+    mac = xml.replace('"', "'").split("<mac address='")[1].split("'")[0]
+    assert run_hook(tmp_path / "qemu.d" / "vfplugin", "l2g", "prepare", "begin", xml, config).status == 0
+    with Ledger.open(config.parent / "ledger.sqlite3") as ledger:
+        assert ledger.netnic(uuid, mac) == NetNic(mac, "net0", "vfnet", {"trust": True, "spoofchk": False})
+        assert ledger.leases() == []  # the network picks the VF: nothing was reserved or claimed
+    done = run_hook(hook, "vfnet", "port-created", "begin", hook_data(VF_A, "l2g", uuid, mac), config)
+    assert done.status == 1 and "trust" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert leases(config) == []
+
+
+def test_vfctl_list_and_history_show_a_vf_held_through_a_network_with_its_network(host):
+    import json
+
+    from tests.hookrun import vfctl
+
+    hook, config = host
+    assert run_hook(hook, "vfnet", "port-created", "begin", hook_data(VF_A), config).status == 0
+    listed = {item["address"]: item for item in json.loads(vfctl("list", "--json", config=config).stdout)}
+    assert (listed[VF_A]["state"], listed[VF_A]["domain"], listed[VF_A]["network"]) == ("active", "l2n", "vfnet")
+    assert listed[VF_B]["network"] is None
+    [claim] = json.loads(vfctl("history", "--vf", VF_A, "--json", config=config).stdout)
+    assert (claim["action"], claim["domain"], claim["network"]) == ("claim", "l2n", "vfnet")

@@ -65,7 +65,7 @@ class NumaHint(Record):
 class DomainFacts(Record):
     """What vfplugin knows of one domain XML, validated: reading it again never raises."""
 
-    __slots__ = ("name", "uuid", "requests", "hostdevs", "numa")
+    __slots__ = ("name", "uuid", "requests", "hostdevs", "numa", "network_macs")
 
     def __init__(
         self,
@@ -74,8 +74,10 @@ class DomainFacts(Record):
         requests: tuple[NicRequest, ...],
         hostdevs: tuple[HostdevRef, ...],  # interfaces first, then hostdevs, each in document order
         numa: NumaHint,
+        network_macs: tuple[tuple[str, str], ...] = (),  # (nic id, MAC) of owned <interface type='network'>
     ) -> None:
         self.name, self.uuid, self.requests, self.hostdevs, self.numa = name, uuid, requests, hostdevs, numa
+        self.network_macs = network_macs
 
 
 def read_domain(raw: bytes, source: str = "<stdin>") -> DomainFacts:
@@ -340,7 +342,21 @@ class Reader:
                 if device.alias in aliases:
                     raise self.fail(f"alias {device.alias!r} is on two devices; libvirt aliases are unique")
                 aliases.add(device.alias)
-        return DomainFacts(name, uuid, self._requests(), self._hostdevs(), self._numa())
+        return DomainFacts(name, uuid, self._requests(), self._hostdevs(), self._numa(), self._network_macs())
+
+    def _network_macs(self) -> tuple[tuple[str, str], ...]:
+        """(nic id, MAC) of each ``<interface type='network'>`` vfplugin owns (a ``network=`` nic)."""
+        out = []
+        for device in self._devices:
+            alias = device.alias or ""
+            if device.tag == IFACE and device.attrs.get("type") == "network" and alias.startswith(ALIAS_PREFIX):
+                try:
+                    mac = parse_mac(device.mac) if device.mac else None
+                except InvalidValue as e:
+                    raise self.fail(f"<interface> at line {device.line}: {e}") from None
+                if mac is not None:
+                    out.append((alias[len(ALIAS_PREFIX):], mac))
+        return tuple(out)
 
     def _requests(self) -> tuple[NicRequest, ...]:
         """Each ``<vfp:nic>`` validated; duplicate ids, VFs or MACs are refused."""

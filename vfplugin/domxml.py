@@ -211,6 +211,15 @@ class Domain:
             if owned is None or m.getparent().getparent() is not owned
         )
 
+    def owned_macs(self) -> dict[str, str]:
+        """nic id -> the MAC of the device vfplugin owns for it (any interface type), where it has one."""
+        out = {}
+        for element in X_OWNED(self._root, prefix=ALIAS_PREFIX):
+            nic_id, mac = self._nic_id(element), element.find(MAC)
+            if nic_id is not None and mac is not None and mac.get(MAC_ADDRESS):
+                out[nic_id] = mac.get(MAC_ADDRESS, "").lower()
+        return out
+
     def _owned(self, nic_id: str) -> Optional[etree._Element]:
         """The device vfplugin owns for ``nic_id`` (alias ua-vfplugin-<id>), if any."""
         alias = ALIAS_PREFIX + nic_id
@@ -290,6 +299,26 @@ class Domain:
         else:
             tags[0].attrib.clear()
             tags[0].set(TAG_ID, str(nic.vlan))
+
+    def materialize_network(self, nic: NicRequest, mac: str) -> None:
+        """Insert, or replace in place, the ``<interface type='network'>`` of a ``network=`` nic: libvirt's
+        hostdev network picks the VF at start (the network hook guards it). Children libvirt added to an
+        existing one (guest ``<address>``, ``<driver>``...) are kept."""
+        try:
+            mac = parse_mac(mac)
+        except InvalidValue as e:
+            raise self._fail(f"nic {nic.id!r}: {e}") from None
+        if mac in self.macs(except_nic=nic.id):
+            raise self._fail(f"MAC {mac} for nic {nic.id!r} is already used by another <interface>")
+        new = _network_interface(nic, mac)
+        element = self._owned(nic.id)
+        if element is None:
+            self._insert_interface(new)
+            return
+        for child in element:
+            if isinstance(child.tag, str) and child.tag not in (MAC, SOURCE, VLAN, ALIAS):
+                new.insert(len(new) - 1, child)
+        self._put(element.getparent(), element, new, after=None)
 
     def drop_interface(self, nic_id: str) -> None:
         """Remove the device owned by ``nic_id``; nothing else. A no-op when there is none."""
@@ -495,6 +524,16 @@ def _interface(nic: NicRequest, address: PciAddress, mac: str) -> etree._Element
     element = etree.Element(IFACE, IFACE_ATTRS)
     etree.SubElement(element, MAC, {MAC_ADDRESS: mac})
     element.append(_source(address))
+    if nic.vlan is not None:
+        element.append(_vlan(nic.vlan))
+    etree.SubElement(element, ALIAS, {ALIAS_NAME: nic.alias})
+    return element
+
+
+def _network_interface(nic: NicRequest, mac: str) -> etree._Element:
+    element = etree.Element(IFACE, {"type": "network"})
+    etree.SubElement(element, MAC, {MAC_ADDRESS: mac})
+    etree.SubElement(element, SOURCE, {"network": nic.value})
     if nic.vlan is not None:
         element.append(_vlan(nic.vlan))
     etree.SubElement(element, ALIAS, {ALIAS_NAME: nic.alias})

@@ -265,6 +265,7 @@ def prepare(ctx: _Context) -> int:
     from .log import LOG
 
     held = ctx.holdings()
+    record_network_nics(ctx)
     if not held:
         return 0
     with ctx.ledger() as ledger:
@@ -280,6 +281,20 @@ def prepare(ctx: _Context) -> int:
             ledger.release(ctx.uuid, reason=f"start refused: {e}")
             raise  # the claim itself is journaled, in its own transaction: no second write (fsync) here
     return 0
+
+
+def record_network_nics(ctx: _Context) -> None:
+    """``network=`` nics: libvirt's network picks their VF after this event; the network hook's port-created
+    sees only the port's MAC, so record what each nic asks for under (domain UUID, MAC) for it."""
+    nics = [n for n in ctx.facts.requests if n.selector == "network"]
+    if not nics:
+        return
+    from .ledger import NetNic
+
+    macs = dict(ctx.facts.network_macs)
+    with ctx.ledger() as ledger:
+        ledger.record_netnics(
+            ctx.uuid, [NetNic(macs[n.id], n.id, n.value, n.vf_settings()) for n in nics if n.id in macs])
 
 
 def start(ctx: _Context) -> int:

@@ -79,7 +79,8 @@ def holdings(domain: DomainFacts, config: Config, locate: Locate) -> list[Holdin
         if nic is not None:
             seen_nics.add(nic.id)
         held.append(Holding(ref.address, where[0], where[1], nic, ref.kind, ref.mac, ref.vlan))
-    missing = sorted(set(requests) - seen_nics)
+    # network= nics hold no VF in the XML: libvirt's network picks it at start (the network hook claims it)
+    missing = sorted(n for n in set(requests) - seen_nics if requests[n].selector != "network")
     if missing:
         raise NoVfChosen(source=f"domain {domain.name}", nic=missing[0], domain=domain.name)
     return held

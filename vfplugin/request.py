@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Optional
 
-SELECTORS = ("pool", "model", "pf", "vf")
+SELECTORS = ("pool", "model", "pf", "vf", "network")  # network: a libvirt hostdev network picks the VF
 LINK_STATES = {"auto": 0, "enable": 1, "disable": 2}  # IFLA_VF_LINK_STATE_* values
 _OPTIONS = ("mac", "vlan", "qos", "trust", "spoofchk", "link_state", "min_tx_rate", "max_tx_rate")
 ATTRIBUTES = ("id",) + SELECTORS + _OPTIONS
@@ -33,7 +33,7 @@ class NicRequest(Record):
         self,
         id: str,  # noqa: A002 - the request's own word (<vfp:nic id=...>)
         selector: str,  # one of SELECTORS
-        value: str,  # pool name, model name, PF netdev or VF PCI address (normalized)
+        value: str,  # pool name, model name, PF netdev, VF PCI address (normalized) or libvirt network name
         mac: Optional[str] = None,
         vlan: Optional[int] = None,
         qos: Optional[int] = None,
@@ -90,7 +90,7 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
     if len(chosen) != 1:
         raise InvalidValue(
             what=f"nic {nic_id!r} selector", value=",".join(chosen) or "(none)",
-            problem="give exactly one selector of pool, model, pf, vf",
+            problem="give exactly one selector of pool, model, pf, vf, network",
         )
     selector = chosen[0]
     raw = attrs[selector]
@@ -100,6 +100,8 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
         value = parse_ifname(raw, "PF name")
     elif selector == "pool":
         value = parse_name(raw, "pool name")
+    elif selector == "network":
+        value = parse_name(raw, "network name")
     else:
         value = raw.strip()
         # printable only: a control character cannot be written back into XML (vfctl attach --model)

@@ -142,9 +142,10 @@ def assign(
     cpu_nodes: Mapping[int, int],
 ) -> list[Assignment]:
     """Choose VFs for ``nics`` against the ledger now, write them into ``domain``; reserve nothing."""
+    _materialize_networks(domain, config, ledger, [n for n in nics if n.selector == "network"])
     return _plan(
         domain,
-        nics,
+        [n for n in nics if n.selector != "network"],
         config,
         vfs,
         ledger.leases(),
@@ -152,6 +153,21 @@ def assign(
         ledger.last_released(),
         cpu_nodes,
     )
+
+
+def _materialize_networks(domain: Domain, config: Config, ledger: Ledger, nics: Sequence[NicRequest]) -> None:
+    """``network=`` nics: an ``<interface type='network'>`` with the nic's MAC (kept, given or generated),
+    VLAN and alias; libvirt's hostdev network picks the VF at start, so nothing is reserved here."""
+    if not nics:
+        return
+    uuid = domain_uuid(domain)
+    taken = {lease.mac for lease in ledger.leases() if lease.domain_uuid != uuid and lease.mac}
+    current = domain.owned_macs()
+    for nic in nics:
+        mac = nic.mac or current.get(nic.id) or generate_mac(
+            config.mac_prefix, uuid, nic.id, taken | domain.macs(except_nic=nic.id))
+        domain.materialize_network(nic, mac)
+        LOG.info("nic %s of %s -> network %s, MAC %s", nic.id, domain.name, nic.value, mac)
 
 
 def assign_and_reserve(
@@ -167,6 +183,8 @@ def assign_and_reserve(
     if nics is None:
         domain.drop_stale()  # interfaces of nics no longer requested go with their request
     wanted = list(domain.requests() if nics is None else nics)
+    _materialize_networks(domain, config, ledger, [n for n in wanted if n.selector == "network"])
+    wanted = [n for n in wanted if n.selector != "network"]
     if not wanted:
         return []
     result: list[Assignment] = []

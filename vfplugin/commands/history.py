@@ -18,7 +18,7 @@ from . import config as load_config
 HELP = "show the ledger's journal: claims, refusals, releases, expiries (oldest first)"
 
 # The JSON contract: exactly these keys, in this order.
-KEYS = ("id", "time", "domain", "domain_uuid", "vf", "action", "outcome", "detail")
+KEYS = ("id", "time", "domain", "domain_uuid", "network", "vf", "action", "outcome", "detail")
 COLUMNS = (("TIME (UTC)", "time"), ("DOMAIN", "domain"), ("VF", "vf"), ("ACTION", "action"),
            ("OUTCOME", "outcome"), ("DETAIL", "detail"))
 
@@ -38,6 +38,7 @@ def records(events: Sequence[Any]) -> list[dict[str, Any]]:
             "time": datetime.fromtimestamp(e.time, timezone.utc).isoformat(timespec="seconds"),
             "domain": e.domain_name,
             "domain_uuid": e.domain_uuid,
+            "network": getattr(e, "network", None),  # the libvirt network the event came through, if any
             "vf": e.vf,
             "action": e.action,
             "outcome": e.outcome,

@@ -21,7 +21,7 @@ HELP = "list the VFs of the managed PFs: model, NUMA node, IOMMU group, driver, 
 # The JSON contract (DESIGN.md / issue 3): exactly these keys, in this order.
 KEYS = (
     "address", "pf", "pf_address", "vf_index", "vendor_id", "device_id", "model", "numa_node", "iommu_group",
-    "driver", "netdev", "representor", "pool", "state", "domain", "mac", "vlan",
+    "driver", "netdev", "representor", "pool", "state", "domain", "network", "mac", "vlan",
 )
 COLUMNS = (
     ("ADDRESS", "address"), ("PF", "pf"), ("VF", "vf_index"), ("MODEL", "model"), ("VENDOR:DEVICE", "ids"),
@@ -88,6 +88,8 @@ def rows(
             "pool": vf.pool,
             "state": lease.state if lease is not None else "free",
             "domain": lease.domain_name if lease is not None else None,
+            # the libvirt hostdev network the VF was taken through (its port), None for vfctl's own leases
+            "network": getattr(lease, "network", None),
             "mac": lease.mac if lease is not None else None,
             "vlan": lease.vlan if lease is not None else None,
         })
