@@ -118,14 +118,15 @@ def families(facts: HostFacts) -> list[Family]:
         per_pf: dict[str, dict[str, int]] = {}
         pf_labels: dict[str, dict[str, Any]] = {}
         per_pool: dict[str, dict[str, int]] = {p: dict.fromkeys(STATES, 0) for p in facts.pools}
+        state_name = vf_state.name
         for vf in facts.vfs:
             lease = facts.leases.get(str(vf.address))
             state = lease.state if lease is not None else "free"
-            labels = _vf_labels(vf)
+            labels = {k: "" if v is None else str(v) for k, v in _vf_labels(vf).items()}  # once, not per state
             labels["domain"] = lease.domain_name if lease is not None else ""
             labels["domain_uuid"] = lease.domain_uuid if lease is not None else ""
             for s in STATES:
-                vf_state.add({**labels, "state": s}, 1 if s == state else 0)
+                vf_state.samples.append((state_name, {**labels, "state": s}, 1.0 if s == state else 0.0))
             counts = per_pf.setdefault(vf.pf, dict.fromkeys(STATES, 0))
             counts[state] += 1
             pf_labels.setdefault(vf.pf, {"pf": vf.pf, "model": vf.model, "numa_node": vf.numa_node})
@@ -239,6 +240,8 @@ def text(fams: Iterable[Family]) -> str:
     """The Prometheus text exposition format 0.0.4 of ``fams``, exactly as generate_latest writes it."""
     out = []
     orders: dict[tuple[str, ...], list[str]] = {}  # label names -> sorted (one sort per label set, not per sample)
+    pairs: dict[tuple[str, str], str] = {}  # (name, value) -> 'name="escaped value"': most values repeat
+    values: dict[float, str] = {}
     for f in fams:
         name = f.name + "_total" if f.type == "counter" else f.name
         doc = f.help.replace("\\", r"\\").replace("\n", r"\n")
@@ -249,8 +252,16 @@ def text(fams: Iterable[Family]) -> str:
                 order = orders.get(keys)
                 if order is None:
                     order = orders[keys] = sorted(keys)
-                inner = ",".join([f'{k}="{_escape_label(labels[k])}"' for k in order])
-                out.append(f"{sample}{{{inner}}} {_value(value)}\n")
+                rendered = []
+                for k in order:
+                    pair = pairs.get((k, labels[k]))
+                    if pair is None:
+                        pair = pairs[(k, labels[k])] = f'{k}="{_escape_label(labels[k])}"'
+                    rendered.append(pair)
+                shown = values.get(value)
+                if shown is None:
+                    shown = values[value] = _value(value)
+                out.append(f"{sample}{{{','.join(rendered)}}} {shown}\n")
             else:
                 out.append(f"{sample} {_value(value)}\n")
     return "".join(out)
