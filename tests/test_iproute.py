@@ -1,21 +1,69 @@
 """VF settings through iproute2 (vfplugin/iproute.py) and the contract netlink.py keeps over it.
 
-The parsing of ``ip link show`` (the VF lines iproute2 prints: ``vf 3 link/ether ..., vlan 100, max_tx_rate
-100Mbps, spoof checking off, link-state auto, trust on``) is checked on such lines; the lab checks it end to end
-on real igb VFs (tests/lab/scenario: start, refused-setting, hook-speed). The contract (rollback in
+The parsing of ``ip link show`` is checked on output captured in the lab (tests/data/iproute/, from
+tests/lab/scenario: the emulated igb PF with a VF carrying libvirt's VLAN and vfplugin's trust/spoofchk/
+max_tx_rate, and one with the hook's settings applied): the text the hooks parse must say what iproute2's JSON
+of the same moment says, for every VF. The contract (rollback in
 reverse, one request first then one setting per request) is checked with a transport that plays a VF; the real
 ``ip`` is run against ``lo`` (a netdev without VFs: nothing changes) for refusals and a missing netdev.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import require
 from vfplugin import iproute, netlink
 from vfplugin.errors import NetdevMissing, VfSettingRefused
+
+DATA = Path(__file__).resolve().parent / "data" / "iproute"
+CAPTURES = sorted(DATA.glob("*.json"))
+
+
+def expected(vf: dict) -> dict:
+    """What iproute2's JSON says of one VF, in the request's words (the JSON is the reference: named fields)."""
+    vlan = (vf.get("vlan_list") or [{}])[0]
+    state = {"mac": vf["address"], "vlan": vlan.get("vlan", 0), "qos": vlan.get("qos", 0),
+             "link_state": vf["link_state"], "min_tx_rate": vf["rate"]["min_tx"], "max_tx_rate": vf["rate"]["max_tx"]}
+    state.update({k: vf[k] for k in ("spoofchk", "trust") if k in vf})
+    return state
+
+
+@pytest.mark.pure
+def test_the_lab_captures_are_checked_in():
+    assert len(CAPTURES) >= 2, "run tests/lab/run and copy work/out/iproute/* to tests/data/iproute/"
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.stem)
+def test_every_vf_of_a_captured_pf_reads_as_iproute2s_json_says(capture: Path):
+    """The same moment in three forms (plain and -d text, which the hooks parse, and -j -d JSON)."""
+    (link,) = json.loads(capture.read_text())
+    vfs = link["vfinfo_list"]
+    assert vfs, "the capture lists no VF"
+    for form in (capture.with_suffix(".txt"), capture.with_suffix(".d.txt")):
+        text = form.read_text()
+        for vf in vfs:
+            assert iproute.vf_settings(text, vf["vf"]) == expected(vf), f"{form.name}: vf {vf['vf']}"
+        assert iproute.vf_settings(text, len(vfs) + 7) is None
+
+
+@pytest.mark.pure
+def test_a_vf_with_settings_reads_back_what_was_set():
+    """The lab's l2a: libvirt's VLAN 100 and its MAC, vfplugin's trust on, spoofchk off, max_tx_rate 100."""
+    (capture,) = [p for p in CAPTURES if "vlan-settings" in p.name]
+    index = int(re.search(r"-vf(\d+)-", capture.name).group(1))
+    state = iproute.vf_settings(capture.with_suffix(".txt").read_text(), index)
+    assert state is not None
+    assert {k: state[k] for k in ("vlan", "qos", "trust", "spoofchk", "max_tx_rate", "min_tx_rate")} == {
+        "vlan": 100, "qos": 0, "trust": True, "spoofchk": False, "max_tx_rate": 100, "min_tx_rate": 0,
+    }
+    assert re.fullmatch(r"52:54:00(:[0-9a-f]{2}){3}", state["mac"])
 
 
 @pytest.mark.pure

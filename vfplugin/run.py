@@ -111,6 +111,6 @@ def spawn(
             os.close(fd)
     status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     out, err = (b"".join(chunks[fd]).decode("utf-8", "replace") for fd in (out_r, err_r))
-    if status != 0:
-        LOG.debug("exit %d: %s: %s", status, " ".join(argv), err.strip())
+    if status != 0:  # the caller judges it; the log keeps what was said (an ip refusal, a missing PF...)
+        LOG.info("exit %d: %s: %s", status, " ".join(argv), err.strip())
     return status, out, err
