@@ -16,6 +16,7 @@ vfplugin's (it carries the request namespace, or a hostdev on a managed PF); any
 from __future__ import annotations
 
 import sys
+import time  # built into the interpreter and loaded at its start: no import cost (the journal's durations)
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs a tenth of the fast path
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def main(
     flushed. Tearing the interpreter down (freeing every module and object) costs a hook run 2-3 ms that
     nobody needs; the ledger is closed by then, and nothing vfplugin does waits for interpreter exit.
     """
-    code = _main(argv, stdin, stdout, stderr)
+    code = _main(argv, stdin, stdout, stderr, time.monotonic())
     if fast_exit:
         import os
 
@@ -90,7 +91,8 @@ def main(
 
 
 def _main(
-    argv: Optional[list[str]], stdin: Optional[IO[bytes]], stdout: Optional[IO[str]], stderr: Optional[IO[str]]
+    argv: Optional[list[str]], stdin: Optional[IO[bytes]], stdout: Optional[IO[str]], stderr: Optional[IO[str]],
+    started: Optional[float] = None,
 ) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3:
@@ -102,7 +104,7 @@ def _main(
     xml = (stdin or sys.stdin.buffer).read()
     if not concerns_vfplugin(xml):
         return 0
-    return _run(handler, name, operation, sub, xml, stdout or sys.stdout, stderr or sys.stderr)
+    return _run(handler, name, operation, sub, xml, stdout or sys.stdout, stderr or sys.stderr, started)
 
 
 class _Context:
@@ -123,6 +125,7 @@ class _Context:
         self._facts: Optional[DomainFacts] = None
         self._sysfs: Optional[Sysfs] = None
         self.config: Config = load()
+        self.started: Optional[float] = None  # time.monotonic() at the hook's start: its journal entries' durations
 
     @property
     def facts(self) -> DomainFacts:
@@ -183,7 +186,9 @@ class _Context:
     def ledger(self) -> Ledger:
         from .ledger import Ledger
 
-        return Ledger.open(self.config.ledger, ttl=self.config.reservation_ttl)
+        ledger = Ledger.open(self.config.ledger, ttl=self.config.reservation_ttl)
+        ledger.started = self.started  # every entry this event journals records its duration (metrics' histogram)
+        return ledger
 
     def existing_ledger(self) -> Optional[Ledger]:
         """The ledger if there is one: no ledger means nothing was ever held, so nothing to give back."""
@@ -206,6 +211,7 @@ def _run(
     xml: bytes,
     out: IO[str],
     err: IO[str],
+    started: Optional[float] = None,
 ) -> int:
     from .errors import VfpluginError
     from .log import LOG, setup
@@ -224,6 +230,7 @@ def _run(
 
     try:
         ctx = _Context(name, xml, out)
+        ctx.started = started
         return handler(ctx)
     except VfpluginError as e:
         LOG.error("%s", e)
