@@ -130,3 +130,30 @@ def test_64_processes_allocating_from_a_32_vf_pool_get_32_distinct_vfs_and_32_cl
             for x in leases:
                 ledger.release(x.domain_uuid)
             assert ledger.leases() == []
+
+
+def test_threads_of_one_process_creating_the_ledger_at_once_all_open_it(tmp_path):
+    """The agent's threads may be the first to open a new ledger together: one file, no thread fails."""
+    import threading
+
+    path = str(tmp_path / "ledger.sqlite3")
+    barrier = threading.Barrier(8)
+    failures: list[str] = []
+
+    def open_it() -> None:
+        barrier.wait()
+        try:
+            with Ledger.open(path, boot_id="boot", timeout=30) as ledger:
+                ledger.leases()
+        except Exception as e:  # noqa: BLE001 - the test reports whatever a thread met
+            failures.append(f"{type(e).__name__}: {e}")
+
+    for _ in range(5):  # the race is narrow: a fresh file each round
+        Path(path).unlink(missing_ok=True)
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert sorted(p.name for p in tmp_path.iterdir() if ".new-" in p.name) == []

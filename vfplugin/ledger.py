@@ -792,7 +792,10 @@ def _create(path: str) -> None:
     """Build a fresh ledger under a temporary name and link it into place, so the real path never holds a
     half-made or empty file and two processes creating it at once agree on one file (link is atomic)."""
     directory = _directory(path)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.new-{os.getpid()}")
+    # Named for the process and the thread: two threads of one process (the agent's) may create it at once.
+    import _thread  # built in: no import cost on the hook's path
+
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.new-{os.getpid()}-{_thread.get_ident()}")
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
