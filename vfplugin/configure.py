@@ -46,10 +46,11 @@ def offload_port(config: Config, sysfs: Sysfs, pf: Optional[str], vf: str) -> Op
     return bridge, info.representor
 
 
-def plug(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> bool:
+def plug(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> Optional[tuple[str, str]]:
+    """Plug the VF's representor when its PF is an offload PF; (bridge, representor), or None."""
     port = offload_port(config, sysfs, h.pf, h.vf)
     if port is None:
-        return False
+        return None
     from . import ovs
 
     ovs.plug(
@@ -60,15 +61,18 @@ def plug(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> bool
         mac=h.mac or "",
         vlan=h.vlan,
     )
-    return True
+    return port
 
 
-def unplug(config: Config, sysfs: Sysfs, pf: Optional[str], vf: str) -> None:
-    port = offload_port(config, sysfs, pf, vf)
-    if port is not None:
+def unplug(lease: Lease) -> None:
+    """Take the lease's representor out of OVS: the one recorded when vfplugin plugged it, whatever the
+    configuration says now (a PF taken out of ovs_offload_nics while its VM ran). A lease that records none was
+    never plugged: no OVS call at all. Only a port vfplugin made for this domain is deleted (ovs.unplug)."""
+    representor = (lease.saved or {}).get("representor")
+    if representor is not None:
         from . import ovs
 
-        ovs.unplug(port[1])
+        ovs.unplug(representor, owner=lease.domain_uuid)
 
 
 def configure(
@@ -87,10 +91,26 @@ def configure(
         # what apply found this time is vfplugin's own earlier work.
         if held is None or not (held.saved or {}).get("settings"):
             ledger.save_settings(uuid, h.vf, {"pf": h.pf, "vf_index": h.vf_index, "settings": previous})
+    port = None
     try:
-        plug(config, sysfs, uuid, name, h)
+        port = plug(config, sysfs, uuid, name, h)
+        if port is not None:  # recorded, so that unplug finds it whatever the configuration says later
+            held = ledger.lease(h.vf)
+            saved = dict(held.saved or {}) if held is not None else {}
+            if saved.get("representor") != port[1]:
+                saved.setdefault("pf", h.pf)
+                saved.setdefault("vf_index", h.vf_index)
+                ledger.save_settings(uuid, h.vf, {**saved, "bridge": port[0], "representor": port[1]})
     except VfpluginError:
         from . import netlink
+
+        if port is not None:  # plugged, but not recorded: the lease cannot unplug it later
+            from . import ovs
+
+            try:
+                ovs.unplug(port[1], owner=uuid)
+            except VfpluginError as e:
+                LOG.warning("rollback of %s: %s", h.vf, e)
 
         for problem in netlink.restore(h.pf, h.vf_index, previous, via=via):
             LOG.warning("rollback of %s: %s", h.vf, problem)
@@ -102,7 +122,7 @@ def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str], v
     problems = []
     saved = lease.saved or {}
     try:
-        unplug(config, sysfs, saved.get("pf") or pf, lease.vf)
+        unplug(lease)
     except VfpluginError as e:
         problems.append(f"unplug {lease.vf}: {e}")
     if saved.get("settings"):

@@ -330,7 +330,9 @@ def stopped(ctx: _Context) -> int:
     from .errors import VfpluginError
 
     if not ctx.config.ovs_offload_nics:
-        return 0  # nothing is ever plugged: not even the ledger needs opening
+        # Nothing is plugged under this configuration: not even the ledger needs opening. A port plugged under
+        # an earlier one goes at release end, which reads the representor from the lease.
+        return 0
     ledger = ctx.existing_ledger()
     if ledger is None:
         return 0
@@ -338,7 +340,7 @@ def stopped(ctx: _Context) -> int:
         problems = []
         for lease in ctx.my_leases(ledger):
             try:
-                unplug(ctx.config, ctx.sysfs, None, lease.vf)
+                unplug(lease)
             except VfpluginError as e:
                 problems.append(f"{lease.vf}: {e}")
         if problems:

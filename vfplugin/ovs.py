@@ -5,7 +5,8 @@ shell) and the translation of its failures into one-line OvsError messages that 
 vfplugin plugs carries ``external_ids:vfplugin=1`` plus the owner's ``vm-uuid``, ``iface-id`` and
 ``attached-mac`` (the keys os-vif and OVN use), so ``plugged()`` finds exactly vfplugin's ports and nothing
 else. Plug and unplug are idempotent: the hook may run them again after a libvirtd restart (``reconnect``)
-and ``vfctl reconcile`` may repeat them at any time.
+and ``vfctl reconcile`` may repeat them at any time. A port without that mark is someone else's: ``unplug``
+never deletes it and ``plug`` refuses to take it over or move it, naming its bridge and owner.
 
 The ovsdb is ovs-vsctl's default unless the environment variable VFPLUGIN_OVSDB names another (passed as
 ``--db=``; the tests point it at their own ovsdb-server). ``reconcile_plan`` is pure. This module must never
@@ -45,6 +46,14 @@ class OvsPort:
     iface_id: Optional[str]
     mac: Optional[str]
     tag: Optional[int]
+    owned: bool = True  # external_ids:vfplugin=1: vfplugin made it
+
+    def owner(self) -> str:
+        """Who the port belongs to, as a refusal names it."""
+        if not self.owned:
+            ids = ", ".join(f"{k}={v}" for k, v in (("iface-id", self.iface_id), ("vm-uuid", self.vm_uuid)) if v)
+            return f"not vfplugin's ({ids or 'no owner recorded in external_ids'})"
+        return f"vfplugin's, for domain {self.vm_uuid}"
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,7 @@ def parse_plugged(output: str) -> list[OvsPort]:
                 iface_id=ids.get("iface-id"),
                 mac=ids.get("attached-mac"),
                 tag=int(tag) if isinstance(tag, int) else None,
+                owned=ids.get(OWNER_KEY) == "1",
             )
         )
     return sorted(result, key=lambda p: p.name)
@@ -203,7 +213,6 @@ def reconcile_plan(
 
 _NO_BRIDGE = re.compile(r"no bridge named (\S+)")
 _DB_DOWN = re.compile(r"(\S+): database connection failed \(([^)]*)\)")
-_ELSEWHERE = re.compile(r"is actually attached to bridge (\S+)")
 
 
 def classify(argv: Sequence[str], status: int | str, stderr: str, seconds: int) -> OvsError:
@@ -283,8 +292,10 @@ def plug(
     """Put ``representor`` up and into ``bridge`` with the owner's external_ids and VLAN tag; idempotent.
 
     ``mac`` may be None or "" (a hand-written hostdev without <mac>): attached-mac is then left unset.
-    A representor already on another bridge is moved. Nothing is written to ovsdb when the representor does
-    not exist. Raises OvsError (missing bridge, unreachable ovsdb, time-out) or HostError (no representor).
+    A port of that name that vfplugin did not make (no external_ids:vfplugin=1), on any bridge, is refused
+    with its bridge and owner: vfplugin never takes over or moves someone else's port. One of vfplugin's own on
+    another bridge is moved. Nothing is written to ovsdb when the representor does not exist. Raises OvsError
+    (someone else's port, missing bridge, unreachable ovsdb, time-out) or HostError (no representor).
     """
     bridge = _name(bridge, "bridge name")
     representor = _name(representor, "representor name")
@@ -294,34 +305,56 @@ def plug(
         vlan = parse_vlan(vlan)
     if not iface_id or any(ord(c) < 32 for c in iface_id):
         raise InvalidValue(what="iface-id", value=iface_id, problem="must be non-empty printable text")
+    existing = port(representor, timeout=timeout)
+    if existing is not None and not existing.owned:
+        where = f"bridge {existing.bridge}" if existing.bridge else "no bridge"
+        raise OvsError(
+            problem=f"representor {representor} is already a port on {where}, {existing.owner()}; vfplugin "
+            f"leaves it alone: remove it (ovs-vsctl del-port {representor}) or give the domain another VF"
+        )
+    move = existing is not None and existing.bridge not in (None, bridge)
+    if move and existing is not None:
+        LOG.warning("moving vfplugin's port %s from bridge %s to %s", representor, existing.bridge, bridge)
     _link_up(representor, timeout)
-    try:
-        _vsctl(plug_argv(bridge, representor, domain_uuid=domain_uuid, iface_id=iface_id, mac=mac, vlan=vlan),
-               timeout)
-    except OvsError as e:
-        match = _ELSEWHERE.search(str(e))
-        if not match:
-            raise
-        LOG.warning("moving port %s from bridge %s to %s", representor, match.group(1), bridge)
-        _vsctl(plug_argv(bridge, representor, domain_uuid=domain_uuid, iface_id=iface_id, mac=mac, vlan=vlan,
-                         move=True), timeout)
+    _vsctl(plug_argv(bridge, representor, domain_uuid=domain_uuid, iface_id=iface_id, mac=mac, vlan=vlan,
+                     move=move), timeout)
     LOG.info("plugged %s into %s (vm-uuid=%s iface-id=%s vlan=%s)", representor, bridge, domain_uuid,
              iface_id, vlan)
 
 
-def unplug(representor: str, *, timeout: float = 5.0) -> None:
-    """Remove the port named ``representor`` from whatever bridge holds it; no port is not an error."""
+def unplug(representor: str, *, owner: Optional[str] = None, timeout: float = 5.0) -> bool:
+    """Remove the port named ``representor`` if vfplugin made it (and, with ``owner``, for that domain UUID);
+    whether it did. No port is not an error; someone else's port is left alone (and logged)."""
     representor = _name(representor, "representor name")
+    existing = port(representor, timeout=timeout)
+    if existing is None:
+        return False
+    if not existing.owned or (owner is not None and existing.vm_uuid != str(_uuid(owner))):
+        LOG.warning("leaving port %s on bridge %s alone: %s", representor, existing.bridge, existing.owner())
+        return False
+    # --if-exists: it may have gone since; the ownership read and the delete are two transactions, and only an
+    # admin re-creating a port of this very name in between could be caught by it
     _vsctl(["--if-exists", "del-port", representor], timeout)
     LOG.info("unplugged %s", representor)
+    return True
 
 
 def plugged(timeout: float = 5.0) -> list[OvsPort]:
     """Every port carrying external_ids:vfplugin=1, with its bridge, owner and VLAN tag, sorted by name."""
+    return _ports(f"external_ids:{OWNER_KEY}=1", timeout)
+
+
+def port(representor: str, *, timeout: float = 5.0) -> Optional[OvsPort]:
+    """The port named ``representor`` whoever made it (``owned`` says whether vfplugin did), or None."""
+    found = _ports(f"name={_quoted(_name(representor, 'representor name'))}", timeout)
+    return found[0] if found else None
+
+
+def _ports(condition: str, timeout: float) -> list[OvsPort]:
     output = _vsctl(
         [
             "--format=json",
-            "--", "--columns=name,external_ids", "find", "Interface", f"external_ids:{OWNER_KEY}=1",
+            "--", "--columns=name,external_ids", "find", "Interface", condition,
             "--", "--columns=_uuid,name,tag", "list", "Port",
             "--", "--columns=name,ports", "list", "Bridge",
         ],

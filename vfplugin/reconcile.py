@@ -178,12 +178,16 @@ def _claim_running(ledger: Any, running: Running, report: Report, dry: bool) -> 
 
 
 def _reconcile_ovs(cfg: Config, sysfs: Any, running: Running, report: Report, dry: bool) -> None:
+    """vfplugin's ports (external_ids:vfplugin=1) of domains not running go, whatever the configuration says now
+    (a PF taken out of ovs_offload_nics leaves its ports behind); missing ones of running domains are plugged."""
+    import shutil
+
     from . import ovs
     from .configure import offload_port
-    from .errors import VfpluginError
+    from .errors import OvsError, VfpluginError
 
-    if not cfg.ovs_offload_nics:
-        return
+    if not cfg.ovs_offload_nics and shutil.which("ovs-vsctl") is None:
+        return  # no OVS on this host and none configured: no port can exist
     wanted = []
     for uuid, (name, held) in running.items():
         for h in held:
@@ -205,6 +209,11 @@ def _reconcile_ovs(cfg: Config, sysfs: Any, running: Running, report: Report, dr
                 )
     try:
         to_unplug, to_plug = ovs.reconcile_plan(ovs.plugged(), wanted)
+    except OvsError as e:
+        if cfg.ovs_offload_nics:
+            report.failures.append(f"OVS: {e}")
+        # else: OVS is installed but not running, and nothing is configured to use it: nothing to clean up
+        return
     except VfpluginError as e:
         report.failures.append(f"OVS: {e}")
         return
@@ -212,7 +221,7 @@ def _reconcile_ovs(cfg: Config, sysfs: Any, running: Running, report: Report, dr
     for port in to_unplug:
         try:
             if not dry:
-                ovs.unplug(port.name)
+                ovs.unplug(port.name, owner=port.vm_uuid)
         except VfpluginError as e:
             report.failures.append(f"unplug OVS port {port.name}: {e}")
             continue

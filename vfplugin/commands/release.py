@@ -1,8 +1,10 @@
 """``vfctl release (--domain D | --vf ADDR)``: free leases by hand, with a journal entry; say what was freed.
 
-For a domain that is gone for good, a lease stuck after a crash, or a VF taken back from a reservation. It
-frees ledger entries only: a domain still running keeps using its VF, so the command warns when it frees an
-active lease. Nothing held is not an error (exit 0), but it is said.
+For a domain that is gone for good, a lease stuck after a crash, or a VF taken back from a reservation. Each
+freed lease is undone as the hook's ``release end`` undoes it (configure.unconfigure): its representor leaves
+OVS and the VF settings saved in the lease are put back. A domain still running keeps its VF, so the command
+warns when it frees an active lease. Nothing held is not an error (exit 0), but it is said; a representor or a
+setting that could not be put back is one line each and exit 1.
 """
 
 from __future__ import annotations
@@ -71,9 +73,17 @@ def run(args: argparse.Namespace) -> int:
                 print(f"domain {domain} holds no VF lease; nothing released")
     if freed:
         network_ports(cfg, args.connect)
+    from ..configure import unconfigure
+    from ..sysfs import Sysfs
+
+    problems = []
+    sysfs = Sysfs(cfg.sysfs_root)
     for lease in freed:
         print(describe(lease))
+        problems += unconfigure(cfg, sysfs, lease, None)
     if any(x.state == "active" and not x.stale for x in freed):
         print("vfctl: warning: an active lease was freed; if its domain still runs, it keeps using the VF "
               "until it stops (check with 'virsh list')", file=sys.stderr)
-    return 0
+    for problem in problems:
+        print(f"vfctl: {problem}", file=sys.stderr)
+    return 1 if problems else 0
