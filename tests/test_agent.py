@@ -71,21 +71,14 @@ def test_running_domains_and_domains_without_requests_are_left_alone():
 @pytest.mark.pure
 def test_a_network_nic_needs_its_interface_and_never_a_vf():
     nics = '<vfp:nic id="net0" network="fastnet"/>'
-    from vfplugin.errors import RequestError
-
-    try:
-        bare = defined("web1", UUID_A, nics=nics)
-    except RequestError:
-        pytest.skip("this domread does not read network= requests yet (issue 12)")
+    bare = defined("web1", UUID_A, nics=nics)
     assert why_not_startable(bare, {}, {VF0}) == "nic net0 has no interface on network fastnet"
     from vfplugin.domread import read_domain as read
 
     xml = domain_xml("web1", uuid=UUID_A, nics=nics, devices=(
         "<interface type='network'><mac address='52:54:00:00:00:07'/><source network='fastnet'/>"
         "<alias name='ua-vfplugin-net0'/></interface>"))
-    facts = read(xml.encode())
-    if hasattr(facts, "network_macs"):  # domread reading <interface type='network'> (issue 12)
-        assert why_not_startable(Defined(UUID_A, "web1", False, facts), {}, set()) is None
+    assert why_not_startable(Defined(UUID_A, "web1", False, read(xml.encode())), {}, set()) is None
 
 
 @pytest.mark.pure

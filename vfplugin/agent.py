@@ -342,7 +342,7 @@ class Agent:
         except VfpluginError as e:
             self._fail(known.uuid, known.name, action(known), str(e))
             return
-        after = domain.to_bytes().decode("utf-8")
+        after = domain.to_text()
         if after == before:
             return
         try:

@@ -61,7 +61,7 @@ def why_not_startable(domain: Defined, live: Mapping[str, Lease], known: Iterabl
         return None
     on_host = known if isinstance(known, (set, frozenset)) else set(known)
     pointers = domain.pointers
-    networked = {nic_id for nic_id, _ in getattr(domain.facts, "network_macs", ())}  # domread reads them
+    networked = {nic_id for nic_id, _ in domain.facts.network_macs}
     for nic in domain.facts.requests:
         if nic.selector == "network":  # libvirt's hostdev network picks the VF at start: only its interface
             if nic.id not in networked:
