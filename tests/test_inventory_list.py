@@ -203,6 +203,22 @@ def test_vfctl_list_shows_ledger_leases(tmp_path: Path) -> None:
     assert "0000:3b:00.3" not in {i["address"] for i in free} and len(free) == 7
 
 
+def test_vfctl_list_names_the_requests_vfplugind_could_not_satisfy_on_stderr(tmp_path: Path) -> None:
+    from vfplugin.ledger import Ledger
+
+    config = write_config(tmp_path, "example")
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        ledger.journal("materialize", "failed", domain_uuid="u-a", domain_name="web1", detail="pool fast: no free VF")
+        ledger.journal("materialize", "failed", domain_uuid="u-b", domain_name="db1", detail="pool fast: no free VF")
+        ledger.journal("materialize", "ok", domain_uuid="u-b", domain_name="db1", detail="net0 -> 0000:0a:10.0")
+    for argv in (("list",), ("list", "--json"), ("list", "--tree")):
+        result = vfctl(config, *argv)
+        assert result.returncode == 0
+        assert result.stderr.splitlines() == [
+            "vfctl: domain web1 waits for a VF: pool fast: no free VF (vfctl doctor, vfctl history --domain web1)"]
+    assert len(json.loads(vfctl(config, "list", "--json").stdout)) == 8  # the array is what it was
+
+
 def test_vfctl_list_without_a_ledger_file_creates_none(tmp_path: Path) -> None:
     config = write_config(tmp_path, "example")
     assert vfctl(config, "list", "--json").returncode == 0

@@ -113,19 +113,37 @@ def table(items: Sequence[Mapping[str, Any]]) -> str:
 def read_leases(cfg: Any) -> dict[str, LeaseLike]:
     """The ledger's live leases by VF address; {} when the ledger file does not exist yet. A stale lease
     (another boot, an expired reservation) is shown as free: the next claim takes it over."""
+    return read_ledger(cfg)[0]
+
+
+def read_ledger(cfg: Any, waiting: bool = False) -> tuple[dict[str, LeaseLike], list[Any]]:
+    """``read_leases``, and with ``waiting`` the requests vfplugind journaled as unsatisfiable (its latest word
+    on each domain is a failure), from one opening of the ledger."""
     try:
         os.lstat(cfg.ledger)
     except FileNotFoundError:
-        return {}  # no sqlite3 import at all on this path
+        return {}, []  # no sqlite3 import at all on this path
     except OSError:
         pass  # not os.path.exists: a ledger this user may not look at is not "all free"; Ledger.open says why
     from ..ledger import Ledger
 
     ledger = Ledger.open(cfg.ledger, ttl=cfg.reservation_ttl, create=False)
     try:
-        return {lease.vf: lease for lease in ledger.leases() if not lease.stale}
+        leases: dict[str, LeaseLike] = {lease.vf: lease for lease in ledger.leases() if not lease.stale}
+        if not waiting:
+            return leases, []
+        from ..startable import ACTIONS, pending
+
+        return leases, list(pending(ledger.history(actions=ACTIONS)).values())
     finally:
         ledger.close()
+
+
+def tell_waiting(events: Sequence[Any], stream: Any) -> None:
+    """One line per domain whose request vfplugind could not satisfy: it has no VF until something changes."""
+    for e in events:
+        print(f"vfctl: domain {e.domain_name} waits for a VF: {e.detail} (vfctl doctor, vfctl history --domain "
+              f"{e.domain_name})", file=stream)
 
 
 def use_color(stream: Any, environ: Mapping[str, str]) -> bool:
@@ -143,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     if args.tree:
         from .. import tree
 
-        leases = read_leases(cfg)
+        leases, waiting = read_ledger(cfg, waiting=True)
+        tell_waiting(waiting, sys.stderr)
         selected = {item["address"] for item in rows(
             inventory, leases, pf=args.pf, model=args.model, pool=args.pool, free=args.free)}
         filtered = args.model or args.pool or args.free
@@ -154,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(tree.render(built, color=use_color(sys.stdout, os.environ)))
         return 1 if inventory.problems else 0
-    items = rows(inventory, read_leases(cfg), pf=args.pf, model=args.model, pool=args.pool, free=args.free)
+    leases, waiting = read_ledger(cfg, waiting=True)
+    items = rows(inventory, leases, pf=args.pf, model=args.model, pool=args.pool, free=args.free)
+    tell_waiting(waiting, sys.stderr)  # on stderr: the table and the JSON array stay what they are
     if args.json:
         # One object per line: readable, and json's C encoder (indent= would switch to the slow Python one).
         print("[\n" + ",\n".join(json.dumps(item) for item in items) + "\n]" if items else "[]")
