@@ -34,6 +34,7 @@ VALUES = {
     "bus": "0x00",
     "slot": "0x14",
     "function": "0x2",
+    "network": "vfnet",
 }
 SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
