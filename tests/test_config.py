@@ -183,3 +183,37 @@ def test_vfctl_with_a_missing_config_file_exits_2(tmp_path: Path) -> None:
     result = vfctl("--config", str(tmp_path / "nope.yaml"), "list")
     assert result.returncode == 2
     assert result.stderr == f"vfctl: {tmp_path / 'nope.yaml'}: (file): no such file\n"
+
+
+def test_pool_settings_are_read_with_the_requests_rules_and_named_when_wrong() -> None:
+    base = {"sriov_nics": ["eth2"]}
+    config = parse({**base, "pools": {"fast": {"pfs": ["eth2"], "settings": {
+        "trust": True, "spoofchk": False, "link_state": "auto", "max_tx_rate": 1000}}}})
+    assert config.pools[0].settings == (
+        ("trust", True), ("spoofchk", False), ("link_state", "auto"), ("max_tx_rate", 1000))
+    for settings, key, words in (
+        ({"trust": "maybe"}, "pools.fast.settings", "expected on or off"),
+        ({"vlan": 3}, "pools.fast.settings.vlan", "unknown setting"),
+        ({"min_tx_rate": 5, "max_tx_rate": 2}, "pools.fast.settings", "above max_tx_rate"),
+        ([1], "pools.fast.settings", "expected a mapping"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            parse({**base, "pools": {"fast": {"pfs": ["eth2"], "settings": settings}}})
+        assert f": {key}: " in str(e.value) and words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_vf_taken_from_a_pool_gets_the_pools_settings_where_its_request_says_nothing() -> None:
+    from tests.hookrun import domain_xml, hostdev_interface
+    from vfplugin.addresses import PciAddress
+    from vfplugin.domread import read_domain
+    from vfplugin.plan import holdings
+
+    config = parse({"sriov_nics": ["eth2"], "pools": {"fast": {"pfs": ["eth2"], "settings": {
+        "trust": True, "max_tx_rate": 1000}}}})
+    nics = '<vfp:nic id="net0" pool="fast" max_tx_rate="500"/><vfp:nic id="net1" pf="eth2"/>'
+    devices = (hostdev_interface("0000:0a:10.0", "52:54:00:00:00:01", "net0")
+               + hostdev_interface("0000:0a:10.4", "52:54:00:00:00:02", "net1"))
+    facts = read_domain(domain_xml("web1", nics=nics, devices=devices).encode())
+    where = {PciAddress.parse("0000:0a:10.0"): ("eth2", 0), PciAddress.parse("0000:0a:10.4"): ("eth2", 1)}
+    held = {h.nic_id: h.settings() for h in holdings(facts, config, where.get)}
+    assert held == {"net0": {"trust": True, "max_tx_rate": 500}, "net1": {}}  # only pool= requests; theirs first

@@ -249,3 +249,18 @@ def test_vfctl_list_and_history_show_a_vf_held_through_a_network_with_its_networ
     assert listed[VF_B]["network"] is None
     [claim] = json.loads(vfctl("history", "--vf", VF_A, "--json", config=config).stdout)
     assert (claim["action"], claim["domain"], claim["network"]) == ("claim", "l2n", "vfnet")
+
+
+def test_a_port_nobody_asked_settings_for_gets_its_pools_settings(tmp_path):
+    """Any libvirt client's domain on a guarded network: the pool's configured settings reach port-created.
+    eth2 does not exist in this kernel, so applying trust fails: the refusal names it, nothing stays claimed."""
+    config = write_config(tmp_path, sriov_nics=["eth2"], ovs_offload_nics=[],
+                          pools={"i350": {"pfs": ["eth2"], "settings": {"trust": True}}})
+    install(tmp_path)
+    hook = tmp_path / "network.d" / "vfplugin"
+    hook.parent.mkdir()
+    hook.write_text(script(sys.executable))
+    hook.chmod(0o755)
+    done = run_hook(hook, "vfnet", "port-created", "begin", hook_data(VF_A), config)
+    assert done.status == 1 and done.stderr.count("\n") == 1 and "trust" in done.stderr, done.stderr
+    assert leases(config) == []

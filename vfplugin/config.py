@@ -38,11 +38,14 @@ class Network(Record):
 
 
 class Pool(Record):
-    """A named set of VFs: those of ``pfs`` (all managed PFs when empty) whose model is ``model`` (any if None)."""
+    """A named set of VFs: those of ``pfs`` (all managed PFs when empty) whose model is ``model`` (any if None);
+    ``settings`` are the VF settings (trust, spoofchk, link_state, min/max_tx_rate) a VF taken from the pool gets
+    where its request says nothing of them."""
 
     name: str
     pfs: tuple[str, ...] = ()
     model: Optional[str] = None
+    settings: tuple[tuple[str, object], ...] = ()
 
     def admits(self, pf: str, model: str) -> bool:
         return (not self.pfs or pf in self.pfs) and (self.model is None or self.model == model)
@@ -92,6 +95,32 @@ _KEYS = {
     "vfs", "eswitch",
 }
 ESWITCH_MODES = ("legacy", "switchdev")
+
+
+POOL_SETTINGS = ("trust", "spoofchk", "link_state", "min_tx_rate", "max_tx_rate")
+
+
+def _pool_settings(
+    raw: Any, key: str, fail: Callable[[str, str], ConfigError]
+) -> tuple[tuple[str, object], ...]:
+    """A pool's ``settings``, validated by the request's own rules: the same words and limits as ``<vfp:nic>``."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise fail(key, f"expected a mapping of {', '.join(POOL_SETTINGS)}")
+    extra = sorted(str(k) for k in raw if k not in POOL_SETTINGS)
+    if extra:
+        raise fail(f"{key}.{extra[0]}", f"unknown setting; a pool may set {', '.join(POOL_SETTINGS)}")
+    from .request import parse_request
+
+    attrs = {"id": "settings", "pool": "settings"}
+    for name, value in raw.items():  # YAML reads on/off as booleans
+        attrs[name] = ("on" if value else "off") if isinstance(value, bool) else str(value)
+    try:
+        settings = parse_request(attrs).vf_settings()
+    except InvalidValue as e:
+        raise fail(key, str(e)) from None
+    return tuple((name, settings[name]) for name in POOL_SETTINGS if name in settings)
 
 
 def parse(data: Any, source: str = "<config>") -> Config:
@@ -151,9 +180,9 @@ def parse(data: Any, source: str = "<config>") -> Config:
             raise fail(key, str(e)) from None
         if not isinstance(spec, Mapping):
             raise fail(key, "expected {pfs: [eth2], model: \"...\"}")
-        extra = sorted(str(k) for k in spec if k not in ("pfs", "model"))  # YAML keys may be numbers
+        extra = sorted(str(k) for k in spec if k not in ("pfs", "model", "settings"))  # YAML keys may be numbers
         if extra:
-            raise fail(f"{key}.{extra[0]}", "unknown key; a pool has pfs and model")
+            raise fail(f"{key}.{extra[0]}", "unknown key; a pool has pfs, model and settings")
         pfs = spec.get("pfs") or []
         if not isinstance(pfs, list) or not all(isinstance(p, str) for p in pfs):
             raise fail(f"{key}.pfs", "expected a list of PF names")
@@ -163,7 +192,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
         model = spec.get("model")
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise fail(f"{key}.model", "expected a model name as `vfctl list` shows it")
-        pools.append(Pool(str(name), tuple(pfs), model))
+        pools.append(Pool(str(name), tuple(pfs), model, _pool_settings(spec.get("settings"), f"{key}.settings", fail)))
 
     def path(key: str, default: str) -> str:
         value = data.get(key, default)

@@ -26,6 +26,7 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs 
 if TYPE_CHECKING:
     from typing import IO, Optional
 
+    from .addresses import PciAddress
     from .config import Config
     from .netdef import NetworkFacts, PortFacts
     from .sysfs import Sysfs
@@ -159,6 +160,20 @@ def _port_vf(ctx: _Context) -> tuple[PortFacts, str, int]:
     return port, where[0], where[1]
 
 
+def _pool_settings(ctx: _Context, address: PciAddress, pf: str) -> tuple[tuple[str, object], ...]:
+    """The ``settings`` of the first configured pool that has some and admits the VF, else ()."""
+    pools = [p for p in ctx.config.pools if p.settings and (not p.pfs or pf in p.pfs)]
+    if not pools:
+        return ()
+    model = None
+    if any(p.model is not None for p in pools):  # pci.ids only when a pool with settings names a model
+        from .pciids import PciIds
+
+        found = ctx.sysfs.vf(address)
+        model = PciIds().model(found.vendor_id, found.device_id) if found is not None else None
+    return next((p.settings for p in pools if p.model is None or p.model == model), ())
+
+
 # --- the actions -----------------------------------------------------------------------------------------
 
 
@@ -191,6 +206,13 @@ def port_created(ctx: _Context) -> int:
         nic = None
         if wanted is not None:
             nic = NicRequest(wanted.nic_id, "network", wanted.network, **wanted.settings)
+        defaults = _pool_settings(ctx, port.address, pf)
+        if defaults:
+            from .request import with_defaults
+
+            # a port of a domain that asked nothing (any libvirt client) still gets its pool's settings;
+            # the id only names the OVS iface-id, which is "<domain>-<VF>" for such a port anyway
+            nic = with_defaults(nic or NicRequest(vf, "network", ctx.name), defaults)
         holding = Holding(port.address, pf, vf_index, nic, "interface", port.mac, None)
         try:
             configure(ctx.config, ctx.sysfs, ledger, port.owner_uuid, owner, holding, via=IPROUTE2)

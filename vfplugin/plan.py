@@ -78,12 +78,23 @@ def holdings(domain: DomainFacts, config: Config, locate: Locate) -> list[Holdin
             continue  # not ours: a GPU, a VF of an unmanaged PF...
         if nic is not None:
             seen_nics.add(nic.id)
+            nic = _with_pool_settings(nic, config)
         held.append(Holding(ref.address, where[0], where[1], nic, ref.kind, ref.mac, ref.vlan))
     # network= nics hold no VF in the XML: libvirt's network picks it at start (the network hook claims it)
     missing = sorted(n for n in set(requests) - seen_nics if requests[n].selector != "network")
     if missing:
         raise NoVfChosen(source=f"domain {domain.name}", nic=missing[0], domain=domain.name)
     return held
+
+
+def _with_pool_settings(nic: NicRequest, config: Config) -> NicRequest:
+    """A VF taken from a pool gets the pool's settings where its request says nothing (config ``settings``)."""
+    pool = config.pool(nic.value) if nic.selector == "pool" else None
+    if pool is None or not pool.settings:
+        return nic
+    from .request import with_defaults
+
+    return with_defaults(nic, pool.settings)
 
 
 def duplicates(held: Sequence[Holding]) -> Optional[str]:

@@ -77,6 +77,16 @@ class NicRequest(Record):
         return out
 
 
+def with_defaults(nic: NicRequest, defaults: Sequence[tuple[str, object]]) -> NicRequest:
+    """``nic`` with each VF setting it leaves unset taken from ``defaults`` (its pool's ``settings``)."""
+    missing = {key: value for key, value in defaults if getattr(nic, key) is None}
+    if not missing:
+        return nic
+    options = {key: getattr(nic, key) for key in _OPTIONS}
+    options.update(missing)
+    return NicRequest(nic.id, nic.selector, nic.value, **options)
+
+
 def parse_request(attrs: Mapping[str, str]) -> NicRequest:
     """Validate one ``<vfp:nic>``'s attributes. Raises InvalidValue naming the attribute."""
     unknown = sorted(set(attrs) - set(ATTRIBUTES))
