@@ -13,24 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import baseline, figure, median_wall, python
-
-from tests.sysfs_builder import build_bench
+from common import baseline, bench_host, figure, median_wall, python
 
 PFS, VFS_PER_PF, TARGET, RUNS = 16, 64, 10.0, 15
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vfplugin-bench-") as tmp:
-        root = Path(tmp) / "host"
-        count = build_bench(root, PFS, VFS_PER_PF)
-        config = Path(tmp) / "vfplugin.yaml"
-        names = ", ".join(f"bench{i}" for i in range(PFS))
-        config.write_text(
-            f"sriov_nics: [{names}]\n"
-            f"pools:\n  cx5: {{model: \"ConnectX-5 Virtual Function\"}}\n  x700: {{pfs: [bench1, bench3]}}\n"
-            f"sysfs_root: {root}\nledger: {Path(tmp) / 'ledger.sqlite3'}\n"
-        )
+        config, count = bench_host(Path(tmp), PFS, VFS_PER_PF)
         interpreter = python()
         argv = [interpreter, "-m", "vfplugin.cli", "--config", str(config), "list", "--json"]
         listed = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)

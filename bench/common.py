@@ -62,3 +62,20 @@ def figure(name: str, measured: float, base: float, target: Optional[float] = No
         verdict = f"; target <= {target:g}x: {'met' if ratio <= target else 'MISSED'}"
     detail = f"{what} {measured:.3f} s, " if what else f"{measured:.3f} s, "
     return f"{name}: {ratio:.1f}x python3 -I -c pass ({detail}baseline {base:.3f} s{verdict})"
+
+
+def bench_host(tmp: Path, pfs: int = 16, vfs_per_pf: int = 64) -> tuple[Path, int]:
+    """A generated host of ``pfs`` PFs x ``vfs_per_pf`` VFs under ``tmp`` and its configuration (two pools, the
+    ledger beside it): (config path, VF count). The fleet-sized host of the list and metrics benchmarks."""
+    from tests.sysfs_builder import build_bench
+
+    root = tmp / "host"
+    count = build_bench(root, pfs, vfs_per_pf)
+    config = tmp / "vfplugin.yaml"
+    names = ", ".join(f"bench{i}" for i in range(pfs))
+    config.write_text(
+        f"sriov_nics: [{names}]\n"
+        f"pools:\n  cx5: {{model: \"ConnectX-5 Virtual Function\"}}\n  x700: {{pfs: [bench1, bench3]}}\n"
+        f"sysfs_root: {root}\nledger: {tmp / 'ledger.sqlite3'}\n"
+    )
+    return config, count

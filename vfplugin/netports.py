@@ -160,6 +160,15 @@ def inventory_locate(inventory: Any) -> Callable[[PciAddress], Optional[tuple[st
     return locate
 
 
+
+def _domain_exists(conn: Any, uuid: str) -> bool:
+    """Whether libvirt knows a domain of this UUID (a port whose owner is gone is stale)."""
+    try:
+        conn.lookupByUUIDString(uuid)
+        return True
+    except Exception:  # libvirtError: no such domain
+        return False
+
 def sync(conn: Any, cfg: Config, ledger: Any, inventory: Any, dry_run: bool = False) -> tuple[list[str], list[str]]:
     """Bring every active guarded network's ports in step with ``ledger``; returns (fixes, failures), one line
     each. Never raises for one network or one port; a libvirt connection that fails at once raises."""
@@ -171,11 +180,7 @@ def sync(conn: Any, cfg: Config, ledger: Any, inventory: Any, dry_run: bool = Fa
     locate = inventory_locate(inventory)
 
     def domain_exists(uuid: str) -> bool:
-        try:
-            conn.lookupByUUIDString(uuid)
-            return True
-        except Exception:  # libvirtError: no such domain
-            return False
+        return _domain_exists(conn, uuid)
 
     for net, network in guarded_networks(conn, cfg, locate):
         try:
@@ -259,11 +264,7 @@ def doctor_checks(conn: Any, cfg: Config, inventory: Any, leases: Sequence[Lease
     locate = inventory_locate(inventory)
 
     def domain_exists(uuid: str) -> bool:
-        try:
-            conn.lookupByUUIDString(uuid)
-            return True
-        except Exception:  # libvirtError: no such domain
-            return False
+        return _domain_exists(conn, uuid)
 
     try:
         networks = guarded_networks(conn, cfg, locate, active_only=False)
