@@ -133,8 +133,13 @@ def test_64_processes_allocating_from_a_32_vf_pool_get_32_distinct_vfs_and_32_cl
 
 
 def test_threads_of_one_process_creating_the_ledger_at_once_all_open_it(tmp_path):
-    """The agent's threads may be the first to open a new ledger together: one file, no thread fails."""
+    """The agent's threads may be the first to open a new ledger together: one file, no thread fails, and the
+    process's umask is what it was (it is the process's, and Ledger.open sets 077 while it opens)."""
+    import os
     import threading
+
+    umask = os.umask(0o022)
+    os.umask(umask)
 
     path = str(tmp_path / "ledger.sqlite3")
     barrier = threading.Barrier(8)
@@ -157,3 +162,4 @@ def test_threads_of_one_process_creating_the_ledger_at_once_all_open_it(tmp_path
             t.join()
     assert failures == []
     assert sorted(p.name for p in tmp_path.iterdir() if ".new-" in p.name) == []
+    assert os.umask(umask) == umask

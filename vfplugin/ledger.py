@@ -13,6 +13,7 @@ what to do.
 
 from __future__ import annotations
 
+import _thread  # built in, unlike threading: no import cost on the hook's path
 import os
 import sqlite3
 import time
@@ -30,6 +31,8 @@ from .errors import (
     VfpluginError,
 )
 from .record import Record
+
+_UMASK_LOCK = _thread.allocate_lock()  # see Ledger.open
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
@@ -286,7 +289,10 @@ class Ledger:
         """Open (creating it if ``create``) and migrate the ledger; ``create=False`` + no file raises."""
         path = os.fspath(path)  # a string: pathlib costs the hook more than opening the ledger
         boot = boot_id or read_boot_id()
-        # 077 also covers the -wal and -shm files SQLite creates next to the file on every first open.
+        # 077 also covers the -wal and -shm files SQLite creates next to the file on every first open. The umask
+        # is the process's, not the thread's: threads of one process (the agent's) take turns, or one of them
+        # would "restore" the 077 another set and leave the whole process creating files private.
+        _UMASK_LOCK.acquire()
         old_umask = os.umask(0o077)
         try:
             if not exists(path):
@@ -308,6 +314,7 @@ class Ledger:
                 raise
         finally:
             os.umask(old_umask)
+            _UMASK_LOCK.release()
         return ledger
 
     def _prepare(self) -> None:
@@ -793,8 +800,6 @@ def _create(path: str) -> None:
     half-made or empty file and two processes creating it at once agree on one file (link is atomic)."""
     directory = _directory(path)
     # Named for the process and the thread: two threads of one process (the agent's) may create it at once.
-    import _thread  # built in: no import cost on the hook's path
-
     tmp = os.path.join(directory, f".{os.path.basename(path)}.new-{os.getpid()}-{_thread.get_ident()}")
     try:
         conn = sqlite3.connect(tmp, isolation_level=None)
