@@ -74,7 +74,12 @@ def _init(cls: type, fields: tuple[str, ...], defaults: dict[str, object]) -> An
 
     def __init__(self: Record, *args: object, **kwargs: object) -> None:
         if kwargs or len(args) != count:
-            args = _bind(name, fields, required, tail, args, kwargs)
+            try:  # every field given, some by keyword (sysfs, the ledger): no binding of defaults needed
+                if len(args) + len(kwargs) != count:
+                    raise KeyError
+                args += tuple([kwargs[key] for key in fields[len(args):]])
+            except KeyError:  # defaults, or a mistake that _bind names as Python would
+                args = _bind(name, fields, required, tail, args, kwargs)
         for set_value, value in zip(setters, args):
             set_value(self, value)
 
