@@ -20,15 +20,15 @@ PFS, VFS_PER_PF, TARGET, RUNS = 16, 64, 10.0, 15
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vfplugin-bench-") as tmp:
-        config, count = bench_host(Path(tmp), PFS, VFS_PER_PF)
+        config, count, env = bench_host(Path(tmp), PFS, VFS_PER_PF)
         interpreter = python()
         argv = [interpreter, "-m", "vfplugin.cli", "--config", str(config), "list", "--json"]
-        listed = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+        listed = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout)
         if len(listed) != count:
             print(f"bench_list: listed {len(listed)} VFs, expected {count}", file=sys.stderr)
             return 1
         base = baseline(interpreter, RUNS)
-        measured = median_wall(argv, RUNS)
+        measured = median_wall(argv, RUNS, env)
     print(figure(f"vfctl list --json, {count} VFs", measured, base, TARGET, what="list"))
     return 0
 

@@ -25,7 +25,7 @@ PFS, VFS_PER_PF, TARGET, RUNS = 16, 64, 10.0, 15
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="vfplugin-bench-") as tmp:
-        config, count = bench_host(Path(tmp), PFS, VFS_PER_PF)
+        config, count, env = bench_host(Path(tmp), PFS, VFS_PER_PF)
         cfg = load(str(config), cache_dir=None)
         vfs = [str(v.address) for v in discover(cfg).vfs]
         with Ledger.open(cfg.ledger) as ledger:
@@ -34,13 +34,13 @@ def main() -> int:
                 take(f"uuid-{i}", f"dom{i}", [Want(vf, "net0")])
         interpreter = python()
         argv = [interpreter, "-m", "vfplugin.cli", "--config", str(config), "metrics"]
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
         states = sum(1 for line in out.splitlines() if line.startswith("vfplugin_vf_state{"))
         if states != 3 * count:
             print(f"bench_metrics: {states} vfplugin_vf_state samples, expected {3 * count}", file=sys.stderr)
             return 1
         base = baseline(interpreter, RUNS)
-        measured = median_wall(argv, RUNS)
+        measured = median_wall(argv, RUNS, env)
     print(figure(f"vfctl metrics, {count} VFs", measured, base, TARGET, what="metrics"))
     return 0
 

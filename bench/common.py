@@ -64,9 +64,11 @@ def figure(name: str, measured: float, base: float, target: Optional[float] = No
     return f"{name}: {ratio:.1f}x python3 -I -c pass ({detail}baseline {base:.3f} s{verdict})"
 
 
-def bench_host(tmp: Path, pfs: int = 16, vfs_per_pf: int = 64) -> tuple[Path, int]:
+def bench_host(tmp: Path, pfs: int = 16, vfs_per_pf: int = 64) -> tuple[Path, int, dict[str, str]]:
     """A generated host of ``pfs`` PFs x ``vfs_per_pf`` VFs under ``tmp`` and its configuration (two pools, the
-    ledger beside it): (config path, VF count). The fleet-sized host of the list and metrics benchmarks."""
+    ledger beside it): (config path, VF count, environment). The fleet-sized host of the list and metrics
+    benchmarks. The environment gives the configuration a private cache, as /etc/vfplugin/vfplugin.yaml has
+    one in /run/vfplugin: what is measured is vfctl on a host's own configuration, not a PyYAML parse."""
     from tests.sysfs_builder import build_bench
 
     root = tmp / "host"
@@ -78,4 +80,4 @@ def bench_host(tmp: Path, pfs: int = 16, vfs_per_pf: int = 64) -> tuple[Path, in
         f"pools:\n  cx5: {{model: \"ConnectX-5 Virtual Function\"}}\n  x700: {{pfs: [bench1, bench3]}}\n"
         f"sysfs_root: {root}\nledger: {tmp / 'ledger.sqlite3'}\n"
     )
-    return config, count
+    return config, count, {**os.environ, "VFPLUGIN_CONFIG_CACHE": str(tmp / "config-cache")}
