@@ -19,6 +19,8 @@ imported at all.
 
 from __future__ import annotations
 
+from _operator import attrgetter  # built in (operator.py itself would be one more module to load)
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
     from typing import Any, ClassVar, dataclass_transform
@@ -33,6 +35,7 @@ class _RecordType(type):
 
     _fields: tuple[str, ...]  # every field, in constructor order
     _defaults: dict[str, object]
+    _get: Any  # record -> the tuple of its fields' values (_values_of)
 
     def __new__(mcs, name: str, bases: tuple[type, ...], ns: dict[str, Any]) -> _RecordType:
         inherited: tuple[str, ...] = ()
@@ -41,6 +44,7 @@ class _RecordType(type):
         if "__slots__" in ns:  # written by hand, with its own __init__
             cls = super().__new__(mcs, name, bases, ns)
             cls._fields = inherited + tuple(ns["__slots__"])
+            cls._get = staticmethod(_values_of(cls._fields))
             return cls
         # With ``from __future__ import annotations`` these are strings: nothing is evaluated or imported.
         own = tuple(k for k, v in ns.get("__annotations__", {}).items() if not str(v).startswith("ClassVar"))
@@ -51,12 +55,24 @@ class _RecordType(type):
         for base in cls.__mro__[1:]:
             defaults = {**getattr(base, "_defaults", {}), **defaults}
         cls._defaults = defaults
+        cls._get = staticmethod(_values_of(fields))
         if "__init__" not in ns:
             cls.__init__ = _init(cls, fields, defaults)  # type: ignore[misc]
         return cls
 
 
 _MISSING = object()
+
+
+def _values_of(fields: tuple[str, ...]) -> Any:
+    """``self -> tuple of the fields' values``, in C: records are dict keys and set members (PCI addresses,
+    leases), so equality and hashing run thousands of times in the allocator."""
+    if not fields:
+        return lambda self: ()
+    getter = attrgetter(*fields)
+    if len(fields) == 1:
+        return lambda self: (getter(self),)
+    return getter
 
 
 def _init(cls: type, fields: tuple[str, ...], defaults: dict[str, object]) -> Any:
@@ -116,9 +132,11 @@ class Record(metaclass=_RecordType):
     if TYPE_CHECKING:
         _fields: ClassVar[tuple[str, ...]]
         _defaults: ClassVar[dict[str, object]]
+        _get: ClassVar[Any]
 
     def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self._fields)
+        values: tuple[object, ...] = self._get(self)
+        return values
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -127,7 +145,7 @@ class Record(metaclass=_RecordType):
         return self._values() == other._values()
 
     def __hash__(self) -> int:
-        return hash(self._values())
+        return hash(self._get(self))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
