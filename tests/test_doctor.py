@@ -215,6 +215,14 @@ def test_running_daemons_reads_start_times(tmp_path: Path) -> None:
     assert running_daemons(proc) == [("libvirtd", 812, BOOT + 60), ("virtqemud", 990, BOOT + 90)]
 
 
+def test_a_zombie_daemon_is_not_running(tmp_path: Path) -> None:
+    """A libvirtd that exited and waits to be reaped runs no hook: no 'restart it' for that one."""
+    proc = fake_proc(tmp_path, {812: ("libvirtd", BOOT + 60), 990: ("virtqemud", BOOT + 90)})
+    stat = proc / "812" / "stat"
+    stat.write_text(stat.read_text().replace("(libvirtd) S ", "(libvirtd) Z "))
+    assert running_daemons(proc) == [("virtqemud", 990, BOOT + 90)]
+
+
 # --- ledger --------------------------------------------------------------------------------------------
 
 

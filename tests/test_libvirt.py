@@ -54,16 +54,31 @@ def _pid(pidfile: str) -> int | None:
         return None
 
 
+def _gone(pid: int) -> bool:
+    """The process has exited, or is a zombie (it runs nothing any more)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2 :].startswith("Z")
+
+
 def _stop(pidfile: str) -> None:
+    """Stop the daemon and wait for the process itself: libvirtd removes its pid file before it has exited,
+    and a test that follows (vfctl doctor's daemon check) must not find it still shutting down."""
     pid = _pid(pidfile)
     if pid is None:
         return
     os.kill(pid, signal.SIGTERM)
     for _ in range(100):
-        if _pid(pidfile) is None:
+        if _gone(pid):
             return
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
+    for _ in range(50):
+        if _gone(pid):
+            return
+        time.sleep(0.1)
 
 
 def start_libvirtd() -> None:

@@ -189,6 +189,8 @@ def running_daemons(proc: Path = Path("/proc")) -> list[tuple[str, int, Optional
         # Field 22 (starttime, clock ticks after boot) counts from after the ")" that ends the command name,
         # which may itself contain spaces or parentheses.
         fields = stat[stat.rfind(")") + 2 :].split()
+        if fields and fields[0] == "Z":
+            continue  # a zombie waiting to be reaped runs no hook
         started = None
         if boot_time is not None and len(fields) > 19 and fields[19].isdigit():
             started = boot_time + int(fields[19]) / ticks
