@@ -14,10 +14,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import ROOT, baseline, figure, python
+from common import ROOT, baseline, figure, hook_run, python
 
 sys.path.insert(0, str(ROOT))
 
@@ -25,15 +24,6 @@ from tests.hookrun import LIBVIRT_PATH, domain_xml, install  # noqa: E402
 from tests.hosts import write_config  # noqa: E402
 
 RUNS = 21
-
-
-def _run(argv: list[str], xml: bytes, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, input=xml, capture_output=True, env=env, check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(argv)} failed: {done.stderr.decode()[-400:]}")
-    return elapsed
 
 
 def main() -> None:
@@ -46,7 +36,7 @@ def main() -> None:
 
     base = baseline(interpreter, RUNS)
     plain = domain_xml("plain").encode()
-    unmanaged = statistics.median(_run([hook, "plain", "prepare", "begin", "-"], plain, env) for _ in range(RUNS))
+    unmanaged = statistics.median(hook_run([hook, "plain", "prepare", "begin", "-"], plain, env) for _ in range(RUNS))
     print(figure("hook, unmanaged domain", unmanaged, base, 1.3, "prepare begin"))
 
     source = work / "web1.xml"
@@ -57,11 +47,11 @@ def main() -> None:
         check=True,
     ).stdout
     for op, sub in (("prepare", "begin"), ("release", "end")):  # creates the ledger outside the timing
-        _run([hook, "web1", op, sub, "-"], rewritten, env)
+        hook_run([hook, "web1", op, sub, "-"], rewritten, env)
     per_event = []
     for _ in range(RUNS):
-        claim = _run([hook, "web1", "prepare", "begin", "-"], rewritten, env)
-        release = _run([hook, "web1", "release", "end", "-"], rewritten, env)
+        claim = hook_run([hook, "web1", "prepare", "begin", "-"], rewritten, env)
+        release = hook_run([hook, "web1", "release", "end", "-"], rewritten, env)
         per_event.append((claim + release) / 2)
     print(figure("hook, managed domain", statistics.median(per_event), base, 3.0, "prepare/release, per event"))
 

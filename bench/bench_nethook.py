@@ -11,13 +11,11 @@ packaged conffile puts the shell front before it, which lets unguarded events th
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import ROOT, baseline, figure, python
+from common import ROOT, baseline, figure, hook_run, python
 
 sys.path.insert(0, str(ROOT))
 
@@ -37,15 +35,6 @@ GUARDED = ("<hookData><network connections='1'><name>vfnet</name><forward mode='
                          "slot='0x10' function='0x0'/></plug>") + "</hookData>")
 
 
-def _run(argv: list[str], data: bytes, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, input=data, capture_output=True, env=env, check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(argv)} failed: {done.stderr.decode()[-400:]}")
-    return elapsed
-
-
 def main() -> None:
     interpreter = python()
     work = Path(tempfile.mkdtemp(prefix="vfplugin-bench-nethook-"))
@@ -60,17 +49,17 @@ def main() -> None:
     base = baseline(interpreter, RUNS)
     nat, guarded = NAT.encode(), GUARDED.encode()
     argv = [str(hook), "default", "port-created", "begin", "-"]
-    unguarded = statistics.median(_run(argv, nat, env) for _ in range(RUNS))
+    unguarded = statistics.median(hook_run(argv, nat, env) for _ in range(RUNS))
     print(figure("network hook, unguarded network", unguarded, base, 1.3, "port-created"))
 
     created = [str(hook), "vfnet", "port-created", "begin", "-"]
     deleted = [str(hook), "vfnet", "port-deleted", "begin", "-"]
-    _run(created, guarded, env)  # creates the ledger and the config cache outside the timing
-    _run(deleted, guarded, env)
+    hook_run(created, guarded, env)  # creates the ledger and the config cache outside the timing
+    hook_run(deleted, guarded, env)
     per_event = []
     for _ in range(RUNS):
-        claim = _run(created, guarded, env)
-        release = _run(deleted, guarded, env)
+        claim = hook_run(created, guarded, env)
+        release = hook_run(deleted, guarded, env)
         per_event.append((claim + release) / 2)
     print(figure("network hook, guarded network", statistics.median(per_event), base, 3.0,
                  "port-created/port-deleted, per event"))

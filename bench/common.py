@@ -45,6 +45,16 @@ def wall_times(
     return times
 
 
+def hook_run(argv: Sequence[str], stdin: bytes, env: Mapping[str, str]) -> float:
+    """Wall time (s) of one hook event: ``argv`` with ``stdin`` as libvirt sends it; a failure aborts."""
+    start = time.perf_counter()
+    done = subprocess.run(list(argv), input=stdin, capture_output=True, env=dict(env), check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(argv)} failed: {done.stderr.decode()[-400:]}")
+    return elapsed
+
+
 def median_wall(argv: Sequence[str], runs: int = 15, env: Optional[Mapping[str, str]] = None) -> float:
     return statistics.median(wall_times(argv, runs, env))
 
