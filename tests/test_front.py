@@ -1,8 +1,10 @@
 """The shell front (hooks/front): it lets through to Python exactly the events the Python hook would act on,
 and hands them over intact.
 
-The real front runs under /bin/sh as the packages run it (``/bin/sh <libexec>/front KIND ARG...``), from a
-temporary directory whose ``<kind>-hook`` is a stub that records its argv and every byte of its stdin. Each
+The real front runs as the packages run it: sourced by the real conffiles (packaging/libvirt-hook and
+packaging/network-hook, with /usr/libexec/vfplugin replaced), from a temporary directory whose ``<kind>-hook``
+is a stub that records its argv and every byte of its stdin; the older form, ``/bin/sh <libexec>/front KIND
+ARG...`` (the conffiles of 0.1.0, kept over an upgrade when edited), must decide the same. Each
 document of the corpus (the golden domains, the hostile ones, generated variants) goes through every kind of
 operation; the front must pass it on iff the Python hook's own rule (``vfplugin.hook._HANDLERS`` and
 ``concerns_vfplugin``) says it concerns vfplugin, and then byte for byte with the same arguments, and the
@@ -31,6 +33,8 @@ pytestmark = pytest.mark.hook
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONT = ROOT / "hooks" / "front"
+CONFFILES = {"qemu": ROOT / "packaging" / "libvirt-hook", "network": ROOT / "packaging" / "network-hook"}
+LIBEXEC_LINE = "vfplugin_libexec=/usr/libexec/vfplugin\n"
 GOLDEN = sorted((ROOT / "tests" / "data" / "domxml").glob("*.xml"))
 
 # What libvirt runs (DESIGN.md section 1) and a few it does not, with the handled ones first.
@@ -62,31 +66,42 @@ def network_rule(data: bytes) -> bool:
 
 @pytest.fixture(scope="module")
 def libexec(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the real front next to stub Python hooks, as the packages lay out /usr/libexec/vfplugin."""
+    """A copy of the real front next to stub Python hooks, as the packages lay out /usr/libexec/vfplugin, and
+    the conffiles pointing at it in ``conf/``."""
     where = tmp_path_factory.mktemp("libexec")
     shutil.copy2(FRONT, where / "front")
-    for kind in ("qemu", "network"):
+    (where / "conf").mkdir()
+    for kind, source in CONFFILES.items():
         (where / f"{kind}-hook").write_text(STUB)
+        text = source.read_text()
+        assert text.count(LIBEXEC_LINE) == 1
+        conffile = where / "conf" / kind
+        conffile.write_text(text.replace(LIBEXEC_LINE, f"vfplugin_libexec={where}\n"))
+        conffile.chmod(0o755)
     return where
 
 
 def run_front(
-    libexec: Path, kind: str, args: list[str], data: bytes
+    libexec: Path, kind: str, args: list[str], data: bytes, direct: bool = False
 ) -> tuple[Optional[bytes], subprocess.CompletedProcess[bytes]]:
-    """(what the stub received or None, the front's process): the front run as the conffile runs it."""
+    """(what the stub received or None, the front's process): the conffile run as libvirt runs it, or with
+    ``direct`` the front run as ``/bin/sh front KIND ARG...``."""
     seen = libexec / f"{kind}-hook.seen"
     seen.unlink(missing_ok=True)
+    argv = ["/bin/sh", str(libexec / "front"), kind] if direct else [str(libexec / "conf" / kind)]
     done = subprocess.run(
-        ["/bin/sh", str(libexec / "front"), kind, *args], input=data, capture_output=True,
+        [*argv, *args], input=data, capture_output=True,
         env={"LC_ALL": "C", "PATH": LIBVIRT_PATH}, timeout=60, check=False,
     )
     return (seen.read_bytes() if seen.exists() else None), done
 
 
-def check(libexec: Path, kind: str, op: tuple[str, str], data: bytes, name: str = "dom1") -> bool:
+def check(
+    libexec: Path, kind: str, op: tuple[str, str], data: bytes, name: str = "dom1", direct: bool = False
+) -> bool:
     args = [name, op[0], op[1], "-"]
     expected = (op in _HANDLERS and concerns_vfplugin(data)) if kind == "qemu" else network_rule(data)
-    received, done = run_front(libexec, kind, args, data)
+    received, done = run_front(libexec, kind, args, data, direct)
     if not expected:
         assert received is None, f"{kind} {op}: the front let through a document Python would skip"
         assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
@@ -175,8 +190,21 @@ def test_network_front_passes_hostdev_networks_and_skips_the_rest(libexec):
         check(libexec, "network", ("port-created", "begin"), data)
 
 
+def test_the_front_run_directly_decides_like_the_conffile(libexec):
+    """The conffiles of 0.1.0 ran ``exec /bin/sh front KIND "$@"``; an edited one survives an upgrade."""
+    managed = (GOLDEN[0].parent / "minimal-pool-out.xml").read_bytes()
+    plain = b"<domain><name>plain</name></domain>\n"
+    for op in QEMU_OPS:
+        for data in (managed, plain, managed.rstrip(b"\n") + b"\n\n"):
+            assert check(libexec, "qemu", op, data, direct=True) == check(libexec, "qemu", op, data)
+    for op in NETWORK_OPS:
+        for data in (PORT % (b"hostdev", b""), PORT % (b"bridge", b"")):
+            assert check(libexec, "network", op, data, direct=True) == check(libexec, "network", op, data)
+
+
 def test_an_unknown_kind_never_fails_the_event(libexec):
-    received, done = run_front(libexec, "lxc", ["dom1", "prepare", "begin", "-"], b"<domain><hostdev/></domain>")
+    received, done = run_front(libexec, "lxc", ["dom1", "prepare", "begin", "-"], b"<domain><hostdev/></domain>",
+                               direct=True)
     assert received is None and done.returncode == 0 and b"unknown hook kind 'lxc'" in done.stderr
 
 

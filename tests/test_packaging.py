@@ -568,11 +568,11 @@ def test_tmpfiles_entry_makes_a_root_only_ledger_directory(tmp_path: Path) -> No
 
 
 def shim_pointing_at(tmp_path: Path, front: Path) -> Path:
-    """packaging/libvirt-hook with another front path (it hard-codes /usr/libexec/vfplugin/front)."""
+    """packaging/libvirt-hook with another front directory (it hard-codes /usr/libexec/vfplugin)."""
     text = (PACKAGING / "libvirt-hook").read_text()
-    assert text.count("/usr/libexec/vfplugin/front") == 2  # the test, the exec
+    assert text.count("vfplugin_libexec=/usr/libexec/vfplugin\n") == 1
     shim = tmp_path / "vfplugin"
-    shim.write_text(text.replace("/usr/libexec/vfplugin/front", str(front)))
+    shim.write_text(text.replace("vfplugin_libexec=/usr/libexec/vfplugin\n", f"vfplugin_libexec={front.parent}\n"))
     shim.chmod(0o755)
     return shim
 
