@@ -51,6 +51,6 @@ def test_a_second_prepare_keeps_the_settings_the_first_one_saved(tmp_path: Path,
         for _ in range(2):  # prepare, then prepare again after a crash: the VF already carries vfplugin's values
             configure_module.configure(Config(), Sysfs(tmp_path), ledger, "u1", "web1", held)
         saved = ledger.lease(VF).saved
-        assert saved["settings"] == {"trust": False, "spoofchk": True}
+        assert saved is not None and dict(saved.settings) == {"trust": False, "spoofchk": True}
         assert configure_module.unconfigure(Config(), Sysfs(tmp_path), ledger.lease(VF), "eth2") == []
     assert fake.state == {"trust": False, "spoofchk": True}

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from vf_values import pf_vfs
 
+from vfplugin import leases
 from vfplugin.errors import InvalidValue, LedgerError, LedgerTooNew, VfBusy
-from vfplugin.ledger import SCHEMA_VERSION, Ledger, NetNic, Want
+from vfplugin.ledger import SCHEMA_VERSION, Ledger, NetNic, Saved, Want
 
 pytestmark = pytest.mark.sqlite
 
@@ -135,11 +136,58 @@ def test_a_release_that_frees_nothing_still_names_the_domain_it_knows(ledger):
     assert events == [("claim", "refused"), ("release", "noop")]
 
 
+# The VF's lease before (who holds it, as the domain asking sees it), set up in a file of its own.
+HOLDERS = {
+    leases.FREE: lambda db, clock: None,
+    leases.OTHER_LIVE: lambda db, clock: db.claim("u-db", "db1", [Want(VF1, "net0")]),
+    leases.OTHER_STALE: lambda db, clock: (db.reserve("u-db", "db1", [Want(VF1, "net0")]),
+                                          setattr(clock, "now", clock.now + 301)),  # past the TTL
+    leases.OWN_ACTIVE: lambda db, clock: db.claim("u-web", "web1", [Want(VF1, "net0")]),
+    leases.OWN_RESERVED: lambda db, clock: db.reserve("u-web", "web1", [Want(VF1, "net0")]),
+}
+# What the table's action leaves: (holder, state) of the lease, and the journal's new entries.
+AFTER = {
+    leases.INSERT: lambda op: (("web1", "active" if op == "claim" else "reserved"), [op]),
+    leases.REFUSE: lambda op: (None, [op + ":refused"]),
+    leases.TAKE_OVER: lambda op: (("web1", "active" if op == "claim" else "reserved"), ["takeover", op]),
+    leases.ACTIVATE: lambda op: (("web1", "active"), [op]),
+    leases.KEEP_ACTIVE: lambda op: (("web1", "active"), [op]),
+    leases.RENEW: lambda op: (("web1", "reserved"), [op]),
+}
+
+
+def test_the_transition_table_covers_every_operation_and_holder():
+    assert set(leases.TAKE) == {(op, h) for op in ("claim", "reserve") for h in HOLDERS}
+    assert set(leases.TAKE.values()) == set(AFTER)
+
+
+@pytest.mark.parametrize("op, held", sorted(leases.TAKE))
+def test_a_claim_or_reservation_does_what_the_transition_table_says(tmp_path, op, held):
+    clock = Clock()
+    with Ledger.open(tmp_path / "ledger.sqlite3", boot_id="boot-1", ttl=300, clock=clock) as db:
+        HOLDERS[held](db, clock)
+        before = db.lease(VF1)
+        assert leases.holder(before, "u-web") == held
+        seen = len(db.history())
+        lease, entries = AFTER[leases.TAKE[op, held]](op)
+        take = db.claim if op == "claim" else db.reserve
+        if lease is None:
+            with pytest.raises(VfBusy):
+                take("u-web", "web1", [Want(VF1, "net0")])
+            assert db.lease(VF1) == before
+        else:
+            take("u-web", "web1", [Want(VF1, "net0")])
+            after = db.lease(VF1)
+            assert after is not None and (after.domain_name, after.state) == lease and not after.stale
+        assert [e.action + (":refused" if e.outcome == "refused" else "") for e in db.history()[seen:]] == entries
+
+
 def test_release_is_idempotent_and_returns_what_it_freed(ledger):
     ledger.claim("u-web", "web1", [Want(VF1, "net0"), Want(VF2, "net1")])
-    ledger.save_settings("u-web", VF1, {"spoofchk": True, "trust": False})
+    saved = Saved("eth2", 0, (("spoofchk", True), ("trust", False)))
+    ledger.save_settings("u-web", VF1, saved)
     freed = ledger.release("u-web")
-    assert [(x.vf, x.saved) for x in freed] == [(VF1, {"spoofchk": True, "trust": False}), (VF2, None)]
+    assert [(x.vf, x.saved) for x in freed] == [(VF1, saved), (VF2, None)]
     assert ledger.release("u-web") == []
     assert ledger.leases() == []
 
@@ -162,7 +210,7 @@ def test_release_vf_by_hand_frees_whoever_holds_it(ledger):
 
 def test_save_settings_without_a_lease_is_an_error(ledger):
     with pytest.raises(LedgerError, match="holds no lease on VF"):
-        ledger.save_settings("u-web", VF1, {"trust": True})
+        ledger.save_settings("u-web", VF1, Saved("eth2", 0, (("trust", True),)))
 
 
 def test_mark_started_records_the_time(ledger, clock):
@@ -319,19 +367,19 @@ def v1_file(path: Path) -> None:
 def test_a_version_1_file_is_migrated_keeping_leases_and_history(path):
     v1_file(path)
     with Ledger.open(path, boot_id="boot-1") as migrated:
-        assert migrated._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert migrated._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         [lease] = migrated.leases()
         assert (lease.vf, lease.domain_name, lease.state, lease.saved) == (VF1, "web1", "active", None)
         assert migrated.sticky("u-web") == {"net0": VF1}  # rebuilt from the v1 leases
         assert migrated.last_released() == {VF2: 1500.0}  # rebuilt from the v1 journal
         assert [e.action for e in migrated.history()] == ["claim", "claim", "release"]
-        migrated.save_settings("u-web", VF1, {"trust": False})  # the new column works
+        migrated.save_settings("u-web", VF1, Saved("eth2", 0, (("trust", False),)))  # the new columns work
         assert migrated.integrity() == []
 
 
 def test_the_v1_fixture_matches_the_first_migration(tmp_path, path):
     """MIGRATIONS[0] must stay what version 1 was: the fixture is the file older vfplugins wrote."""
-    from vfplugin.ledger import MIGRATIONS
+    from vfplugin.ledgerschema import MIGRATIONS
 
     fresh = tmp_path / "fresh.sqlite3"
     db = sqlite3.connect(fresh)
@@ -383,13 +431,13 @@ def test_a_file_from_a_newer_vfplugin_is_refused_and_left_untouched(path):
 
 def v2_file(path: Path) -> None:
     """A ledger as vfplugin with schema version 2 wrote it: the v1 fixture taken through MIGRATIONS[1] only."""
-    from vfplugin.ledger import MIGRATIONS
+    from vfplugin.ledgerschema import MIGRATIONS
 
     v1_file(path)
     db = sqlite3.connect(path)
     for statement in MIGRATIONS[1]:
         db.execute(statement)
-    db.execute("UPDATE leases SET saved = '{\"trust\": false}'")
+    db.execute("""UPDATE leases SET saved = '{"pf": "eth2", "settings": {"trust": false, "vlan": 0}, "vf_index": 0}'""")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
@@ -398,9 +446,10 @@ def v2_file(path: Path) -> None:
 def test_a_version_2_file_is_migrated_keeping_leases_settings_and_history(path):
     v2_file(path)
     with Ledger.open(path, boot_id="boot-1") as migrated:
-        assert migrated._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert migrated._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         [lease] = migrated.leases()
-        assert (lease.vf, lease.domain_name, lease.saved) == (VF1, "web1", {"trust": False})
+        assert (lease.vf, lease.domain_name, lease.saved) == (
+            VF1, "web1", Saved("eth2", 0, (("vlan", 0), ("trust", False))))
         assert (lease.network, lease.port) == (None, None)  # taken by vfctl or the qemu hook, not a network
         assert [(e.action, e.network, e.duration) for e in migrated.history()] == [
             ("claim", None, None), ("claim", None, None), ("release", None, None)]

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from vfplugin.errors import InvalidValue, LedgerError, NoCandidate, VfBusy
-from vfplugin.ledger import Ledger, Snapshot, Want
+from vfplugin.ledger import Ledger, Saved, Snapshot, Want
 
 pytestmark = pytest.mark.sqlite
 
@@ -68,7 +68,7 @@ class Held:
         self.reserved_at: Optional[float] = now if state == "reserved" else None
         self.activated_at: Optional[float] = now if state == "active" else None
         self.started_at: Optional[float] = None
-        self.saved: Optional[dict[str, Any]] = None
+        self.saved: Optional[Saved] = None
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -223,7 +223,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(domain=domains, vf=vfs, speed=st.sampled_from([1000, 10]))
     def save_settings(self, domain: str, vf: str, speed: int) -> None:
-        settings = {"pf": "eth2", "vf_index": VFS.index(vf), "settings": {"max_tx_rate": speed}}
+        settings = Saved("eth2", VFS.index(vf), (("max_tx_rate", speed),))
         held = self.model.get(vf)
         if held is None or held.domain != domain:
             with pytest.raises(LedgerError):

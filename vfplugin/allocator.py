@@ -21,7 +21,7 @@ from .inventory import VfInfo
 from .request import NicRequest
 
 if TYPE_CHECKING:
-    from .ledger import Lease
+    from .leases import Lease
 
 _EMPTY: Mapping[str, str] = {}
 _NEVER: Mapping[str, float] = {}

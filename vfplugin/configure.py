@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
     from .config import Config
-    from .ledger import Lease, Ledger
+    from .leases import Lease
+    from .ledger import Ledger
     from .plan import Holding
     from .sysfs import Sysfs
 
@@ -68,11 +69,10 @@ def unplug(lease: Lease) -> None:
     """Take the lease's representor out of OVS: the one recorded when vfplugin plugged it, whatever the
     configuration says now (a PF taken out of ovs_offload_nics while its VM ran). A lease that records none was
     never plugged: no OVS call at all. Only a port vfplugin made for this domain is deleted (ovs.unplug)."""
-    representor = (lease.saved or {}).get("representor")
-    if representor is not None:
+    if lease.saved is not None and lease.saved.representor is not None:
         from . import ovs
 
-        ovs.unplug(representor, owner=lease.domain_uuid)
+        ovs.unplug(lease.saved.representor, owner=lease.domain_uuid)
 
 
 def configure(
@@ -80,6 +80,8 @@ def configure(
 ) -> None:
     """Apply the VF settings libvirt does not and plug the representor; undo both if either fails.
     ``via``: how to reach rtnetlink (netlink.py: "pyroute2" for vfctl, "iproute2" for the hooks)."""
+    from .leases import Saved
+
     settings = h.settings()
     previous: dict[str, Any] = {}
     if settings:
@@ -89,18 +91,16 @@ def configure(
         held = ledger.lease(h.vf)
         # A lease that already saved settings (a second prepare after a crash) keeps the originals it saved:
         # what apply found this time is vfplugin's own earlier work.
-        if held is None or not (held.saved or {}).get("settings"):
-            ledger.save_settings(uuid, h.vf, {"pf": h.pf, "vf_index": h.vf_index, "settings": previous})
+        if held is None or held.saved is None or not held.saved.settings:
+            ledger.save_settings(uuid, h.vf, Saved(h.pf, h.vf_index, tuple(previous.items())))
     port = None
     try:
         port = plug(config, sysfs, uuid, name, h)
         if port is not None:  # recorded, so that unplug finds it whatever the configuration says later
             held = ledger.lease(h.vf)
-            saved = dict(held.saved or {}) if held is not None else {}
-            if saved.get("representor") != port[1]:
-                saved.setdefault("pf", h.pf)
-                saved.setdefault("vf_index", h.vf_index)
-                ledger.save_settings(uuid, h.vf, {**saved, "bridge": port[0], "representor": port[1]})
+            saved = (held.saved if held is not None else None) or Saved(h.pf, h.vf_index)
+            if saved.representor != port[1]:
+                ledger.save_settings(uuid, h.vf, saved.with_port(*port))
     except VfpluginError:
         from . import netlink
 
@@ -120,13 +120,13 @@ def configure(
 def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str], via: str = "pyroute2") -> list[str]:
     """Unplug the representor, put back the settings saved in ``lease``; returns problems, a line each."""
     problems = []
-    saved = lease.saved or {}
+    saved = lease.saved
     try:
         unplug(lease)
     except VfpluginError as e:
         problems.append(f"unplug {lease.vf}: {e}")
-    if saved.get("settings"):
+    if saved is not None and saved.settings and saved.pf is not None and saved.vf_index is not None:
         from . import netlink
 
-        problems += netlink.restore(saved["pf"], int(saved["vf_index"]), saved["settings"], via=via)
+        problems += netlink.restore(saved.pf, saved.vf_index, dict(saved.settings), via=via)
     return problems

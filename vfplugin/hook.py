@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from .config import Config
     from .domread import DomainFacts
     from .domxml import Domain
-    from .ledger import Lease, Ledger
+    from .leases import Lease
+    from .ledger import Ledger
     from .plan import Holding
     from .sysfs import Sysfs
 
@@ -258,7 +259,7 @@ def _without_agent(e: Exception, ctx: Optional[_Context]) -> Optional[str]:
 
 
 def _wants(held: list[Holding]) -> list[Any]:
-    from .ledger import Want
+    from .leases import Want
 
     return [
         Want(vf=h.vf, nic_id=h.nic_id, mac=h.mac or (h.nic.mac if h.nic else None), vlan=h.vlan) for h in held
@@ -296,7 +297,7 @@ def record_network_nics(ctx: _Context) -> None:
     nics = [n for n in ctx.facts.requests if n.selector == "network"]
     if not nics:
         return
-    from .ledger import NetNic
+    from .leases import NetNic
 
     macs = dict(ctx.facts.network_macs)
     with ctx.ledger() as ledger:

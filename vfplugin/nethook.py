@@ -181,7 +181,8 @@ def port_created(ctx: _Context) -> int:
     """Claim the port's VF for its owner, apply the nic's settings, plug; all or nothing."""
     from .configure import configure, unconfigure
     from .errors import NetworkVfBusy, VfBusy, VfpluginError
-    from .ledger import Ledger, Want
+    from .leases import Want
+    from .ledger import Ledger
     from .log import LOG
     from .plan import Holding
     from .request import NicRequest

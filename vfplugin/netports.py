@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 
 from .addresses import PciAddress
 from .config import Config
-from .ledger import Lease
+from .leases import Lease
 from .netdef import NetworkFacts, PortFacts, guarded, in_pool, read
 
 PORT_CREATE_RECLAIM = 1  # VIR_NETWORK_PORT_CREATE_RECLAIM (libvirt >= 5.5)

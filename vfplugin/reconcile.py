@@ -153,7 +153,7 @@ def _release_not_running(cfg: Config, sysfs: Any, ledger: Any, running: Running,
 
 def _claim_running(ledger: Any, running: Running, report: Report, dry: bool) -> None:
     from .errors import VfpluginError
-    from .ledger import Want
+    from .leases import Want
 
     held_by = {lease.vf: lease for lease in ledger.leases()}
     for uuid, (name, held) in running.items():

@@ -17,7 +17,8 @@ from .allocator import Choice, DomainContext, choose
 from .config import Config
 from .domxml import Domain, generate_mac
 from .inventory import VfInfo
-from .ledger import Lease, Ledger, Snapshot, Want
+from .leases import Lease, Snapshot, Want
+from .ledger import Ledger
 from .log import LOG
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Optional
 if TYPE_CHECKING:
     from .domread import DomainFacts
     from .inventory import VfInfo
-    from .ledger import Lease
+    from .leases import Lease
 
 # journal actions of the agent: a request given its first VF, a VF taken by another domain replaced
 MATERIALIZE, REPOINT = "materialize", "repoint"
