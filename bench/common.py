@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -27,7 +26,7 @@ def python() -> str:
 
 
 def wall_times(
-    argv: Sequence[str], runs: int, env: Optional[Mapping[str, str]] = None, warmup: int = 1
+    argv: Sequence[str], runs: int, env: Mapping[str, str] | None = None, warmup: int = 1
 ) -> list[float]:
     """Wall time (s) of ``runs`` runs of ``argv`` after ``warmup`` unmeasured ones; any failure aborts."""
     environ = dict(os.environ if env is None else env)
@@ -55,7 +54,7 @@ def hook_run(argv: Sequence[str], stdin: bytes, env: Mapping[str, str]) -> float
     return elapsed
 
 
-def median_wall(argv: Sequence[str], runs: int = 15, env: Optional[Mapping[str, str]] = None) -> float:
+def median_wall(argv: Sequence[str], runs: int = 15, env: Mapping[str, str] | None = None) -> float:
     return statistics.median(wall_times(argv, runs, env))
 
 
@@ -64,7 +63,7 @@ def baseline(interpreter: str, runs: int = 15) -> float:
     return median_wall([interpreter, "-I", "-c", "pass"], runs)
 
 
-def figure(name: str, measured: float, base: float, target: Optional[float] = None, what: str = "") -> str:
+def figure(name: str, measured: float, base: float, target: float | None = None, what: str = "") -> str:
     """One line: ``name: 6.1x python3 -I -c pass (list 0.140 s, baseline 0.023 s; target <= 10x: met)``."""
     ratio = measured / base
     verdict = ""

@@ -11,7 +11,6 @@ import sys
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from vfplugin.hook import script
 
@@ -54,9 +53,9 @@ def run_hook(
     operation: str,
     sub: str,
     xml: str,
-    config: Optional[Path],
-    netns: Optional[str] = None,
-    extra_env: Optional[dict[str, str]] = None,
+    config: Path | None,
+    netns: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> HookResult:
     env = {"LC_ALL": "C", "PATH": LIBVIRT_PATH}
     if config is not None:
@@ -70,7 +69,7 @@ def run_hook(
     return HookResult(done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
-def domain_xml(name: str, uuid: Optional[str] = None, nics: str = "", devices: str = "") -> str:
+def domain_xml(name: str, uuid: str | None = None, nics: str = "", devices: str = "") -> str:
     """A TCG domain as libvirt would hand it to the hook (and as the libvirt tier defines it)."""
     uuid = uuid or str(uuidlib.uuid4())
     metadata = f'<metadata><vfp:nics xmlns:vfp="urn:vfplugin:1">{nics}</vfp:nics></metadata>' if nics else ""
@@ -90,7 +89,7 @@ def domain_xml(name: str, uuid: Optional[str] = None, nics: str = "", devices: s
 """
 
 
-def hostdev_interface(address: str, mac: str = "52:54:00:00:00:01", nic_id: Optional[str] = None) -> str:
+def hostdev_interface(address: str, mac: str = "52:54:00:00:00:01", nic_id: str | None = None) -> str:
     dom, bus, rest = address.split(":")
     slot, fn = rest.split(".")
     alias = f"<alias name='ua-vfplugin-{nic_id}'/>" if nic_id else ""
@@ -110,7 +109,7 @@ def plain_hostdev(address: str) -> str:
     )
 
 
-def vfctl(*args: str, config: Optional[Path] = None) -> subprocess.CompletedProcess[str]:
+def vfctl(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
     """vfctl as a user runs it: a process of its own (/usr/bin/vfctl when VFPLUGIN_INSTALLED=1)."""
     argv = (
         ["/usr/bin/vfctl"]

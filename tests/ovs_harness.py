@@ -26,7 +26,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 TOOLS = ("ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ip")
@@ -41,7 +40,7 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(argv: Sequence[str], env: Optional[dict[str, str]] = None, timeout: float = 10.0) -> str:
+def _run(argv: Sequence[str], env: dict[str, str] | None = None, timeout: float = 10.0) -> str:
     result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
@@ -149,21 +148,21 @@ class OvsSandbox:
 
     # --- the oracle: what OVS and the kernel say, read without vfplugin -------------------------------------
 
-    def get(self, table: str, record: str, column: str) -> Optional[str]:
+    def get(self, table: str, record: str, column: str) -> str | None:
         """One column (or ``column:key``) of one record, decoded; None when the key or record is absent."""
         out = self.vsctl("--if-exists", "get", table, record, column)
         if out in ("", "[]"):
             return None
         return str(json.loads(out)) if out.startswith('"') else out
 
-    def external_ids(self, interface: str) -> dict[str, Optional[str]]:
+    def external_ids(self, interface: str) -> dict[str, str | None]:
         keys = ("vm-uuid", "iface-id", "attached-mac", "vfplugin")
         return {k: self.get("Interface", interface, f"external_ids:{k}") for k in keys}
 
     def ports(self, bridge: str) -> list[str]:
         return sorted(self.vsctl("list-ports", bridge).split())
 
-    def bridge_of(self, port: str) -> Optional[str]:
+    def bridge_of(self, port: str) -> str | None:
         try:
             return self.vsctl("port-to-br", port)
         except RuntimeError:

@@ -17,15 +17,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 
 @dataclass(frozen=True)
 class Netdev:
     name: str
     mac: str
-    switch_id: Optional[str] = None  # phys_switch_id (switchdev mode only)
-    port_name: Optional[str] = None  # phys_port_name: "p0" for an uplink, "pf0vf3" for a representor
+    switch_id: str | None = None  # phys_switch_id (switchdev mode only)
+    port_name: str | None = None  # phys_port_name: "p0" for an uplink, "pf0vf3" for a representor
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,9 @@ class Function:
     address: str  # 0000:0a:00.0
     vendor: str  # 8086
     device: str  # 1521
-    driver: Optional[str] = None  # bound driver, None when unbound
+    driver: str | None = None  # bound driver, None when unbound
     numa_node: int = -1  # what the kernel writes: -1 without NUMA
-    iommu_group: Optional[int] = None  # None: the IOMMU is off
+    iommu_group: int | None = None  # None: the IOMMU is off
     netdevs: tuple[Netdev, ...] = ()  # only while a host (not vfio-pci) driver holds it
     pci_class: str = "0x020000"  # Ethernet controller
 
@@ -109,8 +109,8 @@ class SysfsTree:
                 self._file(path / control, "")
         return path
 
-    def pf(self, upstream: str, pf: Function, vfs: Sequence[Function] = (), total_vfs: Optional[int] = None,
-           vf_device: Optional[str] = None) -> Path:
+    def pf(self, upstream: str, pf: Function, vfs: Sequence[Function] = (), total_vfs: int | None = None,
+           vf_device: str | None = None) -> Path:
         """A PF and its VFs (siblings under the same upstream bridge, as the kernel places them).
 
         ``total_vfs`` None: a function without the SR-IOV capability (no sriov_* files at all).

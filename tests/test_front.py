@@ -18,7 +18,6 @@ import random
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 import pytest
 from hypothesis import given
@@ -83,7 +82,7 @@ def libexec(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run_front(
     libexec: Path, kind: str, args: list[str], data: bytes, direct: bool = False
-) -> tuple[Optional[bytes], subprocess.CompletedProcess[bytes]]:
+) -> tuple[bytes | None, subprocess.CompletedProcess[bytes]]:
     """(what the stub received or None, the front's process): the conffile run as libvirt runs it, or with
     ``direct`` the front run as ``/bin/sh front KIND ARG...``."""
     seen = libexec / f"{kind}-hook.seen"

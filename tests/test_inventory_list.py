@@ -7,7 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -33,8 +33,8 @@ def inventory_of(tmp_path: Path, host: str, **overrides: Any) -> Inventory:
 class FakeLease:
     state: str
     domain_name: str
-    mac: Optional[str] = None
-    vlan: Optional[int] = None
+    mac: str | None = None
+    vlan: int | None = None
 
 
 # --- discover ------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from hypothesis import event
@@ -65,10 +65,10 @@ class Held:
     def __init__(self, domain: str, want: Want, state: str, boot: str, now: float) -> None:
         self.domain, self.nic_id, self.mac, self.vlan = domain, want.nic_id, want.mac, want.vlan
         self.state, self.boot = state, boot
-        self.reserved_at: Optional[float] = now if state == "reserved" else None
-        self.activated_at: Optional[float] = now if state == "active" else None
-        self.started_at: Optional[float] = None
-        self.saved: Optional[Saved] = None
+        self.reserved_at: float | None = now if state == "reserved" else None
+        self.activated_at: float | None = now if state == "active" else None
+        self.started_at: float | None = None
+        self.saved: Saved | None = None
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -103,7 +103,7 @@ class LedgerMachine(RuleBasedStateMachine):
         return held.boot != self.boot or (
             held.state == "reserved" and held.reserved_at is not None and self.clock.now - held.reserved_at > TTL)
 
-    def live_holder(self, vf: str, domain: str) -> Optional[Held]:
+    def live_holder(self, vf: str, domain: str) -> Held | None:
         held = self.model.get(vf)
         return held if held is not None and held.domain != domain and not self.stale(held) else None
 
@@ -235,7 +235,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(domain=domains, only=st.one_of(st.none(), st.lists(vfs, min_size=1, max_size=2, unique=True)),
           named=st.booleans())
-    def release(self, domain: str, only: Optional[list[str]], named: bool) -> None:
+    def release(self, domain: str, only: list[str] | None, named: bool) -> None:
         before = self.others(domain)
         mine = sorted(vf for vf, held in self.model.items()
                       if held.domain == domain and (only is None or vf in only))

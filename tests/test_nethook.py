@@ -12,7 +12,6 @@ import subprocess
 import sys
 import uuid as uuidlib
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -54,7 +53,7 @@ def pci(address: str) -> str:
 
 
 def hook_data(vf: str, owner: str = "l2n", owner_uuid: str = U_WEB, mac: str = "52:54:00:00:00:01",
-              network: Optional[str] = None, port_uuid: str = "11111111-2222-3333-4444-555555555555") -> str:
+              network: str | None = None, port_uuid: str = "11111111-2222-3333-4444-555555555555") -> str:
     return (f"<hookData>{network or network_xml()}<networkport><uuid>{port_uuid}</uuid>"
             f"<owner><name>{owner}</name><uuid>{owner_uuid}</uuid></owner><mac address='{mac}'/>"
             f"<plug type='hostdev-pci' managed='yes'>{pci(vf).replace(' type=' + chr(39) + 'pci' + chr(39), '')}"

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -55,7 +54,7 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[OvsSandbox]:
             yield box
 
 
-def plug_a(box: OvsSandbox, vlan: Optional[int] = 100, bridge: str = "br1", timeout: float = 5.0) -> None:
+def plug_a(box: OvsSandbox, vlan: int | None = 100, bridge: str = "br1", timeout: float = 5.0) -> None:
     ovs.plug(bridge, REP0, domain_uuid=VM_A, iface_id="vm-a-net0", mac=MAC_A, vlan=vlan, timeout=timeout)
 
 

@@ -14,7 +14,7 @@ Profiles (tests/conftest.py): ``ci`` (default, fixed examples, bounded time), ``
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
@@ -147,7 +147,7 @@ def outcome(read: Callable[[bytes], Any], raw: bytes) -> tuple[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def schema() -> Optional[etree.RelaxNG]:
+def schema() -> etree.RelaxNG | None:
     try:
         return etree.RelaxNG(etree.parse(SCHEMA))
     except (OSError, etree.LxmlError):

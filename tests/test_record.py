@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
-from typing import Optional
 
 import pytest
 
@@ -63,7 +62,7 @@ def test_a_records_constructor_slots_and_fields_agree(cls):
 class Point(Record):
     x: int
     y: int = 0
-    label: Optional[str] = None
+    label: str | None = None
 
 
 def test_a_record_is_declared_by_its_fields_once():

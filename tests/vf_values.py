@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from vfplugin.addresses import PciAddress
 from vfplugin.inventory import VfInfo
 from vfplugin.ledger import Lease
@@ -13,8 +11,8 @@ CX5_VF = "ConnectX-5 Virtual Function"
 
 
 def vf(
-    pf: str, index: int, *, bus: int = 0x0A, model: str = I350_VF, numa: Optional[int] = 0,
-    driver: Optional[str] = "igbvf", pools: tuple[str, ...] = (),
+    pf: str, index: int, *, bus: int = 0x0A, model: str = I350_VF, numa: int | None = 0,
+    driver: str | None = "igbvf", pools: tuple[str, ...] = (),
 ) -> VfInfo:
     """VF ``index`` of ``pf``: PF eth2 lives on bus 0x0a, eth3 on 0x0b... unless ``bus`` says otherwise."""
     address = PciAddress(0, bus, 0x10 + index // 8, index % 8)
@@ -31,7 +29,7 @@ def pf_vfs(pf: str, count: int, **kwargs: object) -> list[VfInfo]:
 
 
 def lease(
-    vf_address: str, holder: str, *, uuid: Optional[str] = None, nic_id: Optional[str] = "net0",
+    vf_address: str, holder: str, *, uuid: str | None = None, nic_id: str | None = "net0",
     state: str = "active", stale: bool = False,
 ) -> Lease:
     return Lease(

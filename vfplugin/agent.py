@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 from . import agentpid, virt
 from .config import Config
@@ -61,7 +61,7 @@ class Agent:
         self.events: queue.Queue[tuple[str, str]] = queue.Queue()
         self.stopping = threading.Event()
         self._ledger: Any = None
-        self._ledger_inode: Optional[tuple[int, int]] = None
+        self._ledger_inode: tuple[int, int] | None = None
         self._last_id = -1
         self._known: frozenset[str] = frozenset()
         self._vfs: tuple[Any, ...] = ()
@@ -216,7 +216,7 @@ class Agent:
             return
         self._read(dom)
 
-    def _read(self, dom: Any) -> Optional[Defined]:
+    def _read(self, dom: Any) -> Defined | None:
         """Read one domain's persistent XML into ``domains`` (a transient or unreadable one is left out)."""
         import libvirt
 
@@ -251,7 +251,7 @@ class Agent:
 
         try:
             st = os.stat(self.cfg.ledger)
-            inode: Optional[tuple[int, int]] = (st.st_dev, st.st_ino)
+            inode: tuple[int, int] | None = (st.st_dev, st.st_ino)
         except OSError:
             inode = None
         if self._ledger is None or inode != self._ledger_inode:
@@ -329,7 +329,7 @@ class Agent:
             domain.drop_stale()
             own = fresh.pointers.values()
             offers = tiers(self._vfs, pointed_at(self.domains.values(), known.uuid), own)
-            error: Optional[VfpluginError] = None
+            error: VfpluginError | None = None
             for vfs in offers or [[]]:
                 try:
                     assignments = assign(domain, domain.requests(), self.cfg, vfs, ledger, self._cpu_nodes)
@@ -373,7 +373,7 @@ class Agent:
         self.ledger().journal(action(domain), "ok", domain_uuid=domain.uuid, domain_name=domain.name,
                               detail=detail)
 
-    def _withdraw(self, uuid: str, name: Optional[str], why: str) -> None:
+    def _withdraw(self, uuid: str, name: str | None, why: str) -> None:
         if self.failed.pop(uuid, None) is not None:
             self.ledger().journal("materialize", "withdrawn", domain_uuid=uuid, domain_name=name, detail=why)
 
@@ -461,7 +461,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup("vfplugind", verbose=args.verbose)
     if not os.path.exists("/dev/log"):

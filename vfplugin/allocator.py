@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from .config import Pool
 from .errors import NoCandidate
@@ -56,7 +56,7 @@ class Ranking:
     nic: NicRequest
     ranked: tuple[Candidate, ...]
     dropped: tuple[tuple[str, str, str], ...]
-    error: Optional[NoCandidate] = None
+    error: NoCandidate | None = None
 
 
 @dataclass(frozen=True)
@@ -129,10 +129,10 @@ def explain(
 
 # --- filter steps: each says why a VF is dropped for this nic, or None to keep it --------------------------
 
-_Why = Callable[[NicRequest, VfInfo, _Facts, Mapping[str, str]], Optional[str]]
+_Why = Callable[[NicRequest, VfInfo, _Facts, Mapping[str, str]], "str | None"]  # a string: runs on Python 3.9
 
 
-def _outside(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> Optional[str]:
+def _outside(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> str | None:
     if nic.selector == "pool":
         pool = facts.pools[nic.value]
         return None if pool.admits(vf.pf, vf.model) else f"not in pool {nic.value}"
@@ -143,12 +143,12 @@ def _outside(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str
     return None if facts.addr(vf) == nic.value else "another VF"
 
 
-def _held(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> Optional[str]:
+def _held(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> str | None:
     lease = facts.live.get(facts.addr(vf))
     return f"held by {lease.domain_name}" if lease is not None and lease.domain_uuid != facts.domain.uuid else None
 
 
-def _foreign_vfio(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> Optional[str]:
+def _foreign_vfio(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> str | None:
     # A VF bound to vfio-pci that no live lease explains is passed through by something vfplugin does not
     # know about (a hand-started QEMU, a domain defined before vfplugin): taking it would share the device.
     if vf.driver == "vfio-pci" and facts.addr(vf) not in facts.live:
@@ -156,7 +156,7 @@ def _foreign_vfio(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str
     return None
 
 
-def _chosen(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> Optional[str]:
+def _chosen(nic: NicRequest, vf: VfInfo, facts: _Facts, taken: Mapping[str, str]) -> str | None:
     other = taken.get(facts.addr(vf))
     return f"chosen for nic {other}" if other is not None else None
 
@@ -244,7 +244,7 @@ def _reasons(nic: NicRequest, vf: VfInfo, facts: _Facts, chosen_pfs: Counter[str
 # --- explanations ------------------------------------------------------------------------------------------
 
 
-def _unknown_selector(nic: NicRequest, vfs: Sequence[VfInfo], facts: _Facts) -> Optional[str]:
+def _unknown_selector(nic: NicRequest, vfs: Sequence[VfInfo], facts: _Facts) -> str | None:
     """The selector names something this host does not have at all."""
     if nic.selector == "pool":
         if nic.value not in facts.pools:

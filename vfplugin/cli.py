@@ -12,7 +12,6 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Optional
 
 from . import __version__
 from .errors import VfpluginError
@@ -42,7 +41,7 @@ COMMANDS = {
 _GLOBAL_WITH_VALUE = ("--config", "-c", "--connect")
 
 
-def chosen_command(argv: Sequence[str]) -> Optional[str]:
+def chosen_command(argv: Sequence[str]) -> str | None:
     """The command named in ``argv`` (skipping global options and their values), if it is one of COMMANDS."""
     skip = False
     for arg in argv:
@@ -55,7 +54,7 @@ def chosen_command(argv: Sequence[str]) -> Optional[str]:
     return None
 
 
-def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or (``only``) one that imports just that command's module: importing all of them
     costs a third of `vfctl list --json` on a thousand VFs (bench/bench_list.py)."""
     parser = argparse.ArgumentParser(
@@ -84,7 +83,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(chosen_command(argv)).parse_args(argv)
     setup("vfctl", operation=args.command, verbose=args.verbose)

@@ -18,7 +18,7 @@ from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any
 
     from _typeshed import StrPath
 
@@ -44,7 +44,7 @@ class Pool(Record):
 
     name: str
     pfs: tuple[str, ...] = ()
-    model: Optional[str] = None
+    model: str | None = None
     settings: tuple[tuple[str, object], ...] = ()
 
     def admits(self, pf: str, model: str) -> bool:
@@ -64,7 +64,7 @@ class Config(Record):
     sysfs_root: str = "/"
     vfs: tuple[tuple[str, int], ...] = ()  # host state: (PF, VF count) to create at boot (vfctl host apply)
     eswitch: tuple[tuple[str, str], ...] = ()  # host state: (PF, "legacy" | "switchdev")
-    source: Optional[str] = None  # None: no file, defaults in force
+    source: str | None = None  # None: no file, defaults in force
 
     def _values(self) -> tuple[object, ...]:
         return super()._values()[:-1]  # where it was read from is no part of what it says
@@ -74,10 +74,10 @@ class Config(Record):
         """Every PF whose VFs vfplugin hands out, in configuration order."""
         return tuple(dict.fromkeys(self.sriov_nics + self.ovs_offload_nics))
 
-    def pool(self, name: str) -> Optional[Pool]:
+    def pool(self, name: str) -> Pool | None:
         return next((p for p in self.pools if p.name == name), None)
 
-    def bridge_for(self, pf: str) -> Optional[str]:
+    def bridge_for(self, pf: str) -> str | None:
         """The OVS bridge for a PF's representors: the bridge ``networks`` names for that PF."""
         return next((n.bridge for n in self.networks if n.ifname == pf), None)
 
@@ -250,15 +250,15 @@ def parse(data: Any, source: str = "<config>") -> Config:
     )
 
 
-def config_path(explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> str:
+def config_path(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """``--config`` wins, then ``$VFPLUGIN_CONFIG``, then /etc/vfplugin/vfplugin.yaml."""
     env = os.environ if environ is None else environ
     return explicit or env.get(ENV_VAR) or DEFAULT_CONFIG
 
 
 def load(
-    explicit: Optional[str] = None, environ: Optional[Mapping[str, str]] = None,
-    cache_dir: Optional[StrPath] = CACHE_DIR,
+    explicit: str | None = None, environ: Mapping[str, str] | None = None,
+    cache_dir: StrPath | None = CACHE_DIR,
 ) -> Config:
     """Read and validate the configuration file; a missing file gives the defaults (``source`` None).
 
@@ -307,7 +307,7 @@ def load(
     return config
 
 
-def _cache_read(cache_dir: Optional[StrPath], key: tuple[object, ...]) -> Any:
+def _cache_read(cache_dir: StrPath | None, key: tuple[object, ...]) -> Any:
     """The cached document for ``key``, or None. Only a file this user owns and nobody else may write is read:
     marshal trusts its input, and the cache holds nothing that the YAML file does not."""
     if cache_dir is None:
@@ -325,7 +325,7 @@ def _cache_read(cache_dir: Optional[StrPath], key: tuple[object, ...]) -> Any:
         return None
 
 
-def _cache_write(cache_dir: Optional[StrPath], key: tuple[object, ...], data: Any) -> None:
+def _cache_write(cache_dir: StrPath | None, key: tuple[object, ...], data: Any) -> None:
     """Best effort and atomic; a cache that cannot be written only costs the next run a YAML parse."""
     if cache_dir is None:
         return

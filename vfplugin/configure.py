@@ -13,7 +13,7 @@ from .log import LOG
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any
 
     from .config import Config
     from .leases import Lease
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .sysfs import Sysfs
 
 
-def offload_port(config: Config, sysfs: Sysfs, pf: Optional[str], vf: str) -> Optional[tuple[str, str]]:
+def offload_port(config: Config, sysfs: Sysfs, pf: str | None, vf: str) -> tuple[str, str] | None:
     """(bridge, representor) when the VF's PF is an OVS offload PF; HostError when either cannot be found.
     ``pf`` None: look it up in sysfs (only when there are offload PFs at all)."""
     if not config.ovs_offload_nics:
@@ -47,7 +47,7 @@ def offload_port(config: Config, sysfs: Sysfs, pf: Optional[str], vf: str) -> Op
     return bridge, info.representor
 
 
-def plug(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> Optional[tuple[str, str]]:
+def plug(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> tuple[str, str] | None:
     """Plug the VF's representor when its PF is an offload PF; (bridge, representor), or None."""
     port = offload_port(config, sysfs, h.pf, h.vf)
     if port is None:
@@ -117,7 +117,7 @@ def configure(
         raise
 
 
-def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: Optional[str], via: str = "pyroute2") -> list[str]:
+def unconfigure(config: Config, sysfs: Sysfs, lease: Lease, pf: str | None, via: str = "pyroute2") -> list[str]:
     """Unplug the representor, put back the settings saved in ``lease``; returns problems, a line each."""
     problems = []
     saved = lease.saved

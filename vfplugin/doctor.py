@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from . import DEFAULT_CONFIG
 from .checks import FAIL, OK, WARN, Check
@@ -171,7 +171,7 @@ def hook_checks(hooks_dir: Path = HOOKS_DIR, proc: Path = Path("/proc")) -> list
     return out
 
 
-def running_daemons(proc: Path = Path("/proc")) -> list[tuple[str, int, Optional[float]]]:
+def running_daemons(proc: Path = Path("/proc")) -> list[tuple[str, int, float | None]]:
     """(name, pid, start time as epoch seconds or None) of the libvirt daemons in ``proc``."""
     boot_time = _boot_time(proc)
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -198,7 +198,7 @@ def running_daemons(proc: Path = Path("/proc")) -> list[tuple[str, int, Optional
     return sorted(found, key=lambda item: item[1])
 
 
-def _boot_time(proc: Path) -> Optional[float]:
+def _boot_time(proc: Path) -> float | None:
     try:
         for line in (proc / "stat").read_text().splitlines():
             if line.startswith("btime "):
@@ -264,8 +264,8 @@ def _offload_checks(config: Config, vfs: Sequence[VfInfo]) -> list[Check]:
 def checks(
     config: Config,
     *,
-    sysfs: Optional[Sysfs] = None,
-    pciids: Optional[PciIds] = None,
+    sysfs: Sysfs | None = None,
+    pciids: PciIds | None = None,
     hooks_dir: Path = HOOKS_DIR,
     proc: Path = Path("/proc"),
     module_available: Callable[[str], bool] = _modinfo,

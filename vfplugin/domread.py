@@ -20,7 +20,6 @@ from .request import NicRequest, parse_request
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Optional
 
 MAX_BYTES = 4 * 1024 * 1024  # libvirt's own limit for a domain XML is 10 MiB; real ones are a few KiB
 MAX_DEPTH = 256  # libxml2's default nesting limit (lxml without huge_tree); libvirt's XML is ~6 deep
@@ -50,9 +49,9 @@ class HostdevRef(Record):
 
     address: PciAddress
     kind: str  # "interface" | "hostdev"
-    nic_id: Optional[str]  # from the alias ua-vfplugin-<id>; None for a hand-written device
-    mac: Optional[str]
-    vlan: Optional[int]
+    nic_id: str | None  # from the alias ua-vfplugin-<id>; None for a hand-written device
+    mac: str | None
+    vlan: int | None
 
 
 class NumaHint(Record):
@@ -70,7 +69,7 @@ class DomainFacts(Record):
     def __init__(
         self,
         name: str,
-        uuid: Optional[str],  # canonical: lower case, dashed (generated MACs derive from it)
+        uuid: str | None,  # canonical: lower case, dashed (generated MACs derive from it)
         requests: tuple[NicRequest, ...],
         hostdevs: tuple[HostdevRef, ...],  # interfaces first, then hostdevs, each in document order
         numa: NumaHint,
@@ -87,7 +86,7 @@ def read_domain(raw: bytes, source: str = "<stdin>") -> DomainFacts:
     return reader.facts()
 
 
-def read_uuid(raw: bytes, source: str = "<stdin>") -> Optional[str]:
+def read_uuid(raw: bytes, source: str = "<stdin>") -> str | None:
     """The domain's UUID exactly as ``read_domain`` names it (the first ``/domain/uuid``, canonical), reading
     no further than that element: None if the domain has none, RequestError if the XML is unusable up to it.
 
@@ -150,10 +149,10 @@ def _clark(name: str) -> str:
     return f"{{{uri}}}{local}" if uri else local
 
 
-def screen(raw: bytes, source: str) -> Optional[bytes]:
+def screen(raw: bytes, source: str) -> bytes | None:
     """Refuse what no parser may see (too big, not UTF-8, a DOCTYPE); the XML declaration, verbatim, or None."""
-    declaration: Optional[bytes] = None
-    problem: Optional[str] = None
+    declaration: bytes | None = None
+    problem: str | None = None
     if len(raw) > MAX_BYTES:  # before anything else: a 50 MB input is refused by its size, not by a parse
         problem = f"input is {len(raw)} bytes, above the {MAX_BYTES}-byte limit for a domain XML"
     elif raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in raw[:4]:
@@ -175,12 +174,12 @@ def screen(raw: bytes, source: str) -> Optional[bytes]:
     return declaration
 
 
-def declared_encoding(declaration: bytes) -> Optional[str]:
+def declared_encoding(declaration: bytes) -> str | None:
     """The ``encoding`` pseudo-attribute of an XML declaration (``<?xml ... encoding='X'?>``), or None."""
     return _pseudo_attribute(declaration, b"encoding")
 
 
-def _pseudo_attribute(declaration: bytes, name: bytes) -> Optional[str]:
+def _pseudo_attribute(declaration: bytes, name: bytes) -> str | None:
     at = declaration.find(name)
     if at < 0:
         return None
@@ -193,7 +192,7 @@ def _pseudo_attribute(declaration: bytes, name: bytes) -> Optional[str]:
     return rest[1:end].decode("ascii", "replace") if end > 0 else None
 
 
-def _prolog(raw: bytes) -> tuple[Optional[bytes], Optional[str]]:
+def _prolog(raw: bytes) -> tuple[bytes | None, str | None]:
     """The XML declaration with the blank after it (verbatim, or None); a problem if there is a DOCTYPE.
 
     Scanned by hand before a parser sees the text: libxml2 would read an internal subset and its entity
@@ -228,16 +227,16 @@ def _prolog(raw: bytes) -> tuple[Optional[bytes], Optional[str]]:
 class _Device:
     """One child of ``<devices>`` while it is read: what its first ``<alias>``, ``<mac>``... say."""
 
-    def __init__(self, tag: str, attrs: Mapping[str, str], line: Optional[int]) -> None:
+    def __init__(self, tag: str, attrs: Mapping[str, str], line: int | None) -> None:
         self.tag, self.attrs, self.line = tag, attrs, line
-        self.alias: Optional[str] = None
-        self.mac: Optional[str] = None
-        self.address: Optional[Mapping[str, str]] = None  # the first <source><address>
+        self.alias: str | None = None
+        self.mac: str | None = None
+        self.address: Mapping[str, str] | None = None  # the first <source><address>
         self.pci_source = False  # some <source><address type='pci'>
-        self.tag_id: Optional[str] = None  # the first <vlan><tag id>
+        self.tag_id: str | None = None  # the first <vlan><tag id>
 
     @property
-    def kind(self) -> Optional[str]:
+    def kind(self) -> str | None:
         """The kind of passed-through PCI device this is ("interface" or "hostdev"), else None."""
         if self.address is None:
             return None
@@ -261,18 +260,18 @@ class Reader:
         self.source = source
         self._path: list[str] = []
         self._texts: dict[str, list[str]] = {}  # NAME/UUID -> the text of the first such element
-        self._capturing: Optional[list[str]] = None
+        self._capturing: list[str] | None = None
         self._containers = 0  # <vfp:nics> elements
         self._nics: list[tuple[str, Mapping[str, str]]] = []  # (tag, attributes) of each child of <vfp:nics>
         self._devices: list[_Device] = []
-        self._device: Optional[_Device] = None
-        self._nodeset: Optional[str] = None
-        self._cpuset: Optional[str] = None
+        self._device: _Device | None = None
+        self._nodeset: str | None = None
+        self._cpuset: str | None = None
 
     def fail(self, problem: str) -> RequestError:
         return RequestError(source=self.source, problem=problem)
 
-    def start(self, tag: str, attrs: Mapping[str, str], line: Optional[int]) -> None:
+    def start(self, tag: str, attrs: Mapping[str, str], line: int | None) -> None:
         path = self._path
         path.append(tag)
         depth = len(path)
@@ -414,7 +413,7 @@ class Reader:
         return tuple(refs)
 
     def _numa(self) -> NumaHint:
-        def bitmap(text: Optional[str], what: str) -> frozenset[int]:
+        def bitmap(text: str | None, what: str) -> frozenset[int]:
             try:
                 return parse_nodeset(text.strip(), what) if text and text.strip() else frozenset()
             except InvalidValue as e:

@@ -54,7 +54,7 @@ from .request import NicRequest
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
-    from typing import AbstractSet, Optional, Union
+    from typing import AbstractSet, Union
     Data = Union[bytes, str]
 
 __all__ = ["MAX_BYTES", "Domain", "DomainFacts", "HostdevRef", "NumaHint", "parse_domain", "parse_nodeset"]
@@ -148,7 +148,7 @@ class Domain:
     """One parsed domain XML: reads come from ``facts`` (domread.Reader over the tree), writes edit the tree."""
 
     def __init__(
-        self, root: etree._Element, source: str, declaration: Optional[bytes], newline: bool, encoding: str = "UTF-8"
+        self, root: etree._Element, source: str, declaration: bytes | None, newline: bool, encoding: str = "UTF-8"
     ) -> None:
         self._root = root
         self.encoding = encoding  # of the input, and so of to_bytes(): the declaration stays as it was
@@ -157,7 +157,7 @@ class Domain:
         self._newline = newline
         # The document's indentation step, from <domain>'s first child; None: a one-line document, keep it so.
         first = root.text or ""
-        self._unit: Optional[str] = first.rsplit("\n", 1)[1] if "\n" in first and not first.strip() else None
+        self._unit: str | None = first.rsplit("\n", 1)[1] if "\n" in first and not first.strip() else None
 
     def _fail(self, problem: str) -> RequestError:
         return RequestError(source=self.source, problem=problem)
@@ -177,7 +177,7 @@ class Domain:
         return self.facts.name
 
     @property
-    def uuid(self) -> Optional[str]:
+    def uuid(self) -> str | None:
         return self.facts.uuid
 
     def requests(self) -> tuple[NicRequest, ...]:
@@ -198,12 +198,12 @@ class Domain:
             yield from (child for child in container if child.tag == NIC)
 
     @staticmethod
-    def _nic_id(element: etree._Element) -> Optional[str]:
+    def _nic_id(element: etree._Element) -> str | None:
         alias = element.find(ALIAS)
         name = alias.get(ALIAS_NAME, "") if alias is not None else ""
         return name[len(ALIAS_PREFIX) :] if name.startswith(ALIAS_PREFIX) else None
 
-    def macs(self, except_nic: Optional[str] = None) -> frozenset[str]:
+    def macs(self, except_nic: str | None = None) -> frozenset[str]:
         """The MAC of every ``<interface>`` (any type), except the one owned by ``except_nic``."""
         owned = self._owned(except_nic) if except_nic else None
         return frozenset(
@@ -220,7 +220,7 @@ class Domain:
                 out[nic_id] = mac.get(MAC_ADDRESS, "").lower()
         return out
 
-    def _owned(self, nic_id: str) -> Optional[etree._Element]:
+    def _owned(self, nic_id: str) -> etree._Element | None:
         """The device vfplugin owns for ``nic_id`` (alias ua-vfplugin-<id>), if any."""
         alias = ALIAS_PREFIX + nic_id
         owned = X_OWNED(self._root, prefix=ALIAS_PREFIX)
@@ -404,7 +404,7 @@ class Domain:
     # --- whitespace-preserving tree edits -------------------------------------------------------------------
     # The whitespace before an element is its previous sibling's tail (or its parent's text); inserted
     # elements copy the indentation of their neighbours, one step (self._unit) deeper for their children.
-    def _indent_of(self, element: etree._Element) -> Optional[str]:
+    def _indent_of(self, element: etree._Element) -> str | None:
         if element.getparent() is None:
             return "\n"
         previous = element.getprevious()
@@ -413,13 +413,13 @@ class Domain:
             return None
         return "\n" + text.rsplit("\n", 1)[1]
 
-    def _child_indent(self, parent: etree._Element) -> Optional[str]:
+    def _child_indent(self, parent: etree._Element) -> str | None:
         if len(parent):
             return self._indent_of(parent[0])
         own = self._indent_of(parent)
         return own + self._unit if own is not None and self._unit is not None else None
 
-    def _format(self, element: etree._Element, indent: Optional[str]) -> None:
+    def _format(self, element: etree._Element, indent: str | None) -> None:
         if indent is None or self._unit is None or not len(element):
             return
         inner = indent + self._unit
@@ -463,9 +463,9 @@ class Domain:
     def _put(
         self,
         parent: etree._Element,
-        old: Optional[etree._Element],
+        old: etree._Element | None,
         new: etree._Element,
-        after: Optional[etree._Element],
+        after: etree._Element | None,
     ) -> None:
         """Replace ``old`` by ``new`` in place, or insert ``new`` after ``after`` (first when None)."""
         if old is not None:

@@ -20,7 +20,7 @@ import time  # built into the interpreter and loaded at its start: no import cos
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs a tenth of the fast path
 if TYPE_CHECKING:
-    from typing import IO, Any, Callable, Optional
+    from typing import IO, Any, Callable
 
     from .config import Config
     from .domread import DomainFacts
@@ -66,10 +66,10 @@ def concerns_vfplugin(xml: bytes) -> bool:
 
 
 def main(
-    argv: Optional[list[str]] = None,
-    stdin: Optional[IO[bytes]] = None,
-    stdout: Optional[IO[str]] = None,
-    stderr: Optional[IO[str]] = None,
+    argv: list[str] | None = None,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
     fast_exit: bool = False,
 ) -> int:
     """Run the hook for ``argv`` (default: the process's); the exit code libvirt gets.
@@ -92,8 +92,8 @@ def main(
 
 
 def _main(
-    argv: Optional[list[str]], stdin: Optional[IO[bytes]], stdout: Optional[IO[str]], stderr: Optional[IO[str]],
-    started: Optional[float] = None,
+    argv: list[str] | None, stdin: IO[bytes] | None, stdout: IO[str] | None, stderr: IO[str] | None,
+    started: float | None = None,
 ) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3:
@@ -121,12 +121,12 @@ class _Context:
         self.xml = xml
         self.out = out
         self.ours = REQUEST_MARK in xml  # decided before anything can fail; refined by facts and holdings()
-        self._uuid: Optional[str] = None
+        self._uuid: str | None = None
         self.unreadable = False  # the XML is unusable before its <uuid>: the ledger knows the domain by name
-        self._facts: Optional[DomainFacts] = None
-        self._sysfs: Optional[Sysfs] = None
+        self._facts: DomainFacts | None = None
+        self._sysfs: Sysfs | None = None
         self.config: Config = load()
-        self.started: Optional[float] = None  # time.monotonic() at the hook's start: its journal entries' durations
+        self.started: float | None = None  # time.monotonic() at the hook's start: its journal entries' durations
 
     @property
     def facts(self) -> DomainFacts:
@@ -191,7 +191,7 @@ class _Context:
         ledger.started = self.started  # every entry this event journals records its duration (metrics' histogram)
         return ledger
 
-    def existing_ledger(self) -> Optional[Ledger]:
+    def existing_ledger(self) -> Ledger | None:
         """The ledger if there is one: no ledger means nothing was ever held, so nothing to give back."""
         from .ledger import exists
 
@@ -212,13 +212,13 @@ def _run(
     xml: bytes,
     out: IO[str],
     err: IO[str],
-    started: Optional[float] = None,
+    started: float | None = None,
 ) -> int:
     from .errors import VfpluginError
     from .log import LOG, setup
 
     setup("vfplugin-hook", domain=name, operation=f"{operation}/{sub}")
-    ctx: Optional[_Context] = None
+    ctx: _Context | None = None
 
     def refuse(line: str) -> int:
         # Only a domain that is vfplugin's may be stopped by vfplugin, and only where libvirt lets a hook refuse.
@@ -241,7 +241,7 @@ def _run(
         return refuse(f"internal error: {type(e).__name__}: {e} (traceback in the system log)")
 
 
-def _without_agent(e: Exception, ctx: Optional[_Context]) -> Optional[str]:
+def _without_agent(e: Exception, ctx: _Context | None) -> str | None:
     """The refusal of a start vfplugind would have made startable (no VF chosen yet, or a VF another domain
     took), when that agent is not running: say so. Only on the refusal path: the check opens a file."""
     from .errors import AGENT_DOWN_HINT, NoVfChosen, VfBusy

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .checks import FAIL, OK, WARN, Check
 from .config import Config
@@ -36,8 +36,8 @@ class PfState:
     address: str
     num_vfs: int
     total_vfs: int
-    mode: Optional[str]
-    vf_drivers: tuple[tuple[str, Optional[str]], ...] = ()  # (VF address, bound driver) in VF order
+    mode: str | None
+    vf_drivers: tuple[tuple[str, str | None], ...] = ()  # (VF address, bound driver) in VF order
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Outcome:
 # --- pure ------------------------------------------------------------------------------------------------
 
 
-def plan_pf(cfg: Config, pf: PfState, wanted_vfs: Optional[int], wanted_mode: Optional[str]) -> list[Step]:
+def plan_pf(cfg: Config, pf: PfState, wanted_vfs: int | None, wanted_mode: str | None) -> list[Step]:
     """The steps that bring one PF to its configured VF count and eswitch mode (none when it is there)."""
     steps: list[Step] = []
     numvfs = f"sys/class/net/{pf.name}/device/sriov_numvfs"
@@ -123,14 +123,14 @@ def drift(cfg: Config, states: Mapping[str, Any]) -> list[Check]:
 # --- the host ----------------------------------------------------------------------------------------------
 
 
-def _devlink_mode(address: str) -> Optional[str]:
+def _devlink_mode(address: str) -> str | None:
     from .addresses import PciAddress
     from .switchdev import eswitch_mode
 
     return eswitch_mode(PciAddress.parse(address))
 
 
-def read_state(cfg: Config, pf: str, mode_of: Callable[[str], Optional[str]] = _devlink_mode) -> Any:
+def read_state(cfg: Config, pf: str, mode_of: Callable[[str], str | None] = _devlink_mode) -> Any:
     """PfState of ``pf`` from sysfs (+ devlink for the mode, only when the configuration sets one), or the
     HostError that says why it cannot be read."""
     from .sysfs import Sysfs
@@ -164,8 +164,8 @@ def wait_for(cfg: Config, seconds: float, sleep: Callable[[float], None] = time.
 
 
 def apply(
-    cfg: Config, *, runner: Optional[Runner] = None, mode_of: Callable[[str], Optional[str]] = _devlink_mode,
-    held: Optional[Mapping[str, str]] = None, force: bool = False, dry_run: bool = False,
+    cfg: Config, *, runner: Runner | None = None, mode_of: Callable[[str], str | None] = _devlink_mode,
+    held: Mapping[str, str] | None = None, force: bool = False, dry_run: bool = False,
 ) -> Outcome:
     """Make the host match ``vfs``/``eswitch``: load vfio-pci, then each PF in configuration order. One PF
     that fails is one line in ``failures``; the others go on. ``held``: VF address -> the domain holding it
@@ -208,7 +208,7 @@ def apply(
 
 def _carry_out(
     cfg: Config, pf: str, state: PfState, steps: list[Step], execute: Runner, out: Outcome, dry_run: bool,
-    mode_of: Callable[[str], Optional[str]],
+    mode_of: Callable[[str], str | None],
 ) -> None:
     drivers = state.vf_drivers
     for step in steps:

@@ -14,10 +14,6 @@ from .errors import HostError, PfNoVfs, VfpluginError
 from .pciids import PciIds
 from .sysfs import Sysfs
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
-if TYPE_CHECKING:
-    from typing import Optional, Union
-
 
 @dataclass(frozen=True)
 class VfInfo:
@@ -28,15 +24,15 @@ class VfInfo:
     vendor_id: str  # 4 lowercase hex digits
     device_id: str
     model: str  # pci.ids rule of DESIGN.md section 7; "vvvv:dddd" when pci.ids does not know it
-    numa_node: Optional[int]  # None when the kernel says -1
-    iommu_group: Optional[int]
-    driver: Optional[str]  # bound driver (igbvf, iavf, mlx5_core, vfio-pci) or None
-    netdev: Optional[str]  # host netdev while bound to a host driver
-    representor: Optional[str]  # switchdev representor netdev
+    numa_node: int | None  # None when the kernel says -1
+    iommu_group: int | None
+    driver: str | None  # bound driver (igbvf, iavf, mlx5_core, vfio-pci) or None
+    netdev: str | None  # host netdev while bound to a host driver
+    representor: str | None  # switchdev representor netdev
     pools: tuple[str, ...] = ()  # configured pools that admit this VF, in configuration order
 
     @property
-    def pool(self) -> Optional[str]:
+    def pool(self) -> str | None:
         return self.pools[0] if self.pools else None
 
 
@@ -47,7 +43,7 @@ class Inventory:
     vfs: tuple[VfInfo, ...] = ()
     problems: tuple[VfpluginError, ...] = ()
 
-    def get(self, address: Union[PciAddress, str]) -> Optional[VfInfo]:
+    def get(self, address: PciAddress | str) -> VfInfo | None:
         if isinstance(address, str):
             address = PciAddress.parse(address)
         return next((vf for vf in self.vfs if vf.address == address), None)
@@ -58,23 +54,23 @@ class PfInfo:
     """A managed PF as the operator's views show it (vfctl list --tree, metrics), or why it cannot be used."""
 
     name: str
-    problem: Optional[str] = None  # missing, not SR-IOV capable, or 0 VFs (the HostError's line)
+    problem: str | None = None  # missing, not SR-IOV capable, or 0 VFs (the HostError's line)
     address: str = ""  # "" when the PF could not be read at all
     model: str = ""  # the PF's own model name (pci.ids)
     driver: str = ""
-    numa_node: Optional[int] = None
+    numa_node: int | None = None
     total_vfs: int = 0  # sriov_totalvfs
     num_vfs: int = 0  # sriov_numvfs
 
 
-def discover(config: Config, sysfs: Optional[Sysfs] = None, pciids: Optional[PciIds] = None) -> Inventory:
+def discover(config: Config, sysfs: Sysfs | None = None, pciids: PciIds | None = None) -> Inventory:
     """Read the VFs of every PF in ``config.managed_pfs``; a PF that cannot be read becomes a problem and
     discovery of the others goes on."""
     return survey(config, sysfs, pciids)[1]
 
 
 def survey(
-    config: Config, sysfs: Optional[Sysfs] = None, pciids: Optional[PciIds] = None
+    config: Config, sysfs: Sysfs | None = None, pciids: PciIds | None = None
 ) -> tuple[tuple[PfInfo, ...], Inventory]:
     """``discover``, plus one PfInfo per configured PF (in configuration order) from the same reads."""
     sysfs = sysfs or Sysfs(config.sysfs_root)

@@ -26,7 +26,7 @@ from .run import spawn
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing (see hook.py)
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from typing import Any, Optional
+    from typing import Any
 
 # /sbin/ip on Debian (merged /usr or not) and Fedora (/sbin -> usr/sbin) alike; absolute, whatever PATH says.
 IP = "/sbin/ip"
@@ -36,7 +36,7 @@ RTNETLINK = "RTNETLINK answers: "
 _BY_STRERROR = {os.strerror(code): code for code in errno.errorcode}
 
 
-def vf_settings(text: str, vf_index: int) -> Optional[dict[str, Any]]:
+def vf_settings(text: str, vf_index: int) -> dict[str, Any] | None:
     """The settings of VF ``vf_index`` in ``ip link show dev PF`` output (``-d`` or not), in the request's
     words; None when the PF lists no such VF. What the driver cannot tell (no ``trust``/``spoof checking``: the
     kernel said -1) is left out, as it cannot be put back; an absent VLAN, qos or rate is 0."""
@@ -67,7 +67,7 @@ def _settings(line: str) -> dict[str, Any]:
     return state
 
 
-def setting_words(key: str, value: Any, current: Optional[Mapping[str, Any]]) -> list[str]:
+def setting_words(key: str, value: Any, current: Mapping[str, Any] | None) -> list[str]:
     """The words of ``ip link set ... vf N`` for one setting. A rate without ``current``: that one rate alone
     (iproute2 reads the other one from the kernel and sends both, as IFLA_VF_RATE carries both)."""
     if key == "mac":

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .config import Config
 
@@ -63,8 +63,8 @@ class HostFacts:
 
     pfs: tuple[Any, ...]  # inventory.PfInfo
     vfs: tuple[Any, ...]  # inventory.VfInfo
-    leases: Optional[Mapping[str, Any]]  # VF address -> live lease (ledger.Lease); None: ledger unreadable
-    journal: Optional[Mapping[str, Any]] = None  # Ledger.journal_summary(BUCKETS); None: no ledger yet
+    leases: Mapping[str, Any] | None  # VF address -> live lease (ledger.Lease); None: ledger unreadable
+    journal: Mapping[str, Any] | None = None  # Ledger.journal_summary(BUCKETS); None: no ledger yet
     stats: Mapping[str, Any] = field(default_factory=dict)  # PF -> vfstats.PfStats (counters or a reason)
     pools: tuple[str, ...] = ()  # configured pool names
 
@@ -283,15 +283,15 @@ def default_stats(cfg: Config) -> StatsReader:
 
 
 def gather(
-    cfg: Config, *, stats: Optional[StatsReader] = None, pciids: Any = None, sysfs: Any = None,
+    cfg: Config, *, stats: StatsReader | None = None, pciids: Any = None, sysfs: Any = None,
 ) -> list[Family]:
     """Read the host now and return its families (see the module docstring for what may be missing)."""
     from .errors import LedgerError
     from .inventory import survey
 
     pfs, inventory = survey(cfg, sysfs, pciids)
-    leases: Optional[dict[str, Any]]
-    journal: Optional[dict[str, Any]] = None
+    leases: dict[str, Any] | None
+    journal: dict[str, Any] | None = None
     try:
         leases, journal = _ledger(cfg)
     except LedgerError:
@@ -304,7 +304,7 @@ def gather(
     ))
 
 
-def _ledger(cfg: Config) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
+def _ledger(cfg: Config) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Live leases by VF and the journal's summary; nothing at all when the ledger file does not exist yet."""
     from .ledger import Ledger, exists
 

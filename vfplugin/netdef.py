@@ -20,10 +20,9 @@ from .record import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from typing import Optional
 
     from .config import Config
-    Locate = Callable[[PciAddress], Optional[tuple[str, int]]]
+    Locate = Callable[[PciAddress], tuple[str, int] | None]
 
 MAX_BYTES = 1024 * 1024  # a hostdev network lists at most a few thousand VFs: ~100 bytes each
 MAX_DEPTH = 64
@@ -33,11 +32,11 @@ class NetworkFacts(Record):
     """One libvirt network, as far as vfplugin cares."""
 
     name: str
-    uuid: Optional[str]
-    forward: Optional[str]  # <forward mode>: "hostdev" for the networks vfplugin may guard
+    uuid: str | None
+    forward: str | None  # <forward mode>: "hostdev" for the networks vfplugin may guard
     pfs: tuple[str, ...]  # <forward><pf dev>
     addresses: tuple[PciAddress, ...]  # <forward><address type='pci'> entries (the pool, when listed)
-    connections: Optional[int]  # <network connections='N'> (live XML only)
+    connections: int | None  # <network connections='N'> (live XML only)
 
     @property
     def hostdev(self) -> bool:
@@ -47,16 +46,16 @@ class NetworkFacts(Record):
 class PortFacts(Record):
     """One libvirt network port (``<networkport>``)."""
 
-    uuid: Optional[str]
-    network: Optional[str]  # <networkport><network name=...> (port XML; absent from hookData)
-    owner_name: Optional[str]
-    owner_uuid: Optional[str]
-    mac: Optional[str]
-    plug: Optional[str]  # <plug type>: "hostdev-pci" for a VF
-    address: Optional[PciAddress]  # <plug><address> of a hostdev-pci plug
+    uuid: str | None
+    network: str | None  # <networkport><network name=...> (port XML; absent from hookData)
+    owner_name: str | None
+    owner_uuid: str | None
+    mac: str | None
+    plug: str | None  # <plug type>: "hostdev-pci" for a VF
+    address: PciAddress | None  # <plug><address> of a hostdev-pci plug
 
 
-def read(raw: bytes, source: str) -> tuple[Optional[NetworkFacts], Optional[PortFacts]]:
+def read(raw: bytes, source: str) -> tuple[NetworkFacts | None, PortFacts | None]:
     """Screen and parse ``<hookData>``, ``<network>`` or ``<networkport>``; RequestError if unusable."""
     from xml.parsers import expat
 
@@ -106,14 +105,14 @@ class _Reader:
         self.source = source
         self.path: list[str] = []
         self.texts: dict[str, list[str]] = {}
-        self.capturing: Optional[list[str]] = None
-        self.net_attrs: Optional[Mapping[str, str]] = None
-        self.forward: Optional[str] = None
+        self.capturing: list[str] | None = None
+        self.net_attrs: Mapping[str, str] | None = None
+        self.forward: str | None = None
         self.pfs: list[str] = []
         self.addresses: list[Mapping[str, str]] = []
         self.port = False
         self.port_attrs: dict[str, str] = {}
-        self.plug_address: Optional[Mapping[str, str]] = None
+        self.plug_address: Mapping[str, str] | None = None
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
         path = self.path
@@ -163,7 +162,7 @@ class _Reader:
         self.path.pop()
         self.capturing = None
 
-    def _text(self, key: str) -> Optional[str]:
+    def _text(self, key: str) -> str | None:
         parts = self.texts.get(key)
         return "".join(parts).strip() if parts is not None else None
 
@@ -174,7 +173,7 @@ class _Reader:
         except InvalidValue as e:
             raise RequestError(source=self.source, problem=f"{what}: {e}") from None
 
-    def facts(self) -> tuple[Optional[NetworkFacts], Optional[PortFacts]]:
+    def facts(self) -> tuple[NetworkFacts | None, PortFacts | None]:
         network = None
         if self.net_attrs is not None:
             name = self._text("network/name")
@@ -221,7 +220,7 @@ def guarded(network: NetworkFacts, config: Config, locate: Locate) -> bool:
     return False
 
 
-def in_pool(network: NetworkFacts, address: PciAddress, locate: Locate) -> Optional[tuple[str, int]]:
+def in_pool(network: NetworkFacts, address: PciAddress, locate: Locate) -> tuple[str, int] | None:
     """(PF, VF index) when VF ``address`` is in the network's pool, else None.
 
     The pool is the ``<address>`` list when there is one (libvirt fills it from the PF on a live network),

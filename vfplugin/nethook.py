@@ -24,7 +24,7 @@ import sys
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs a tenth of the fast path
 if TYPE_CHECKING:
-    from typing import IO, Optional
+    from typing import IO
 
     from .addresses import PciAddress
     from .config import Config
@@ -57,9 +57,9 @@ def may_concern_vfplugin(data: bytes) -> bool:
 
 
 def main(
-    argv: Optional[list[str]] = None,
-    stdin: Optional[IO[bytes]] = None,
-    stderr: Optional[IO[str]] = None,
+    argv: list[str] | None = None,
+    stdin: IO[bytes] | None = None,
+    stderr: IO[str] | None = None,
     fast_exit: bool = False,
 ) -> int:
     """Run the hook for ``argv`` (default: the process's); the exit code libvirt gets. ``fast_exit``: as the
@@ -77,7 +77,7 @@ def main(
     return code
 
 
-def _main(argv: Optional[list[str]], stdin: Optional[IO[bytes]], stderr: Optional[IO[str]]) -> int:
+def _main(argv: list[str] | None, stdin: IO[bytes] | None, stderr: IO[str] | None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3 or args[1] not in OPERATIONS:
         return 0
@@ -89,7 +89,7 @@ def _main(argv: Optional[list[str]], stdin: Optional[IO[bytes]], stderr: Optiona
 
 
 class _Context:
-    def __init__(self, name: str, op: str, network: NetworkFacts, port: Optional[PortFacts], config: Config,
+    def __init__(self, name: str, op: str, network: NetworkFacts, port: PortFacts | None, config: Config,
                  sysfs: Sysfs) -> None:
         self.name, self.op, self.network, self.port = name, op, network, port
         self.config, self.sysfs = config, sysfs
@@ -120,7 +120,7 @@ def _run(name: str, op: str, data: bytes, err: IO[str]) -> int:
         return 0
 
 
-def _context(name: str, op: str, data: bytes) -> Optional[_Context]:
+def _context(name: str, op: str, data: bytes) -> _Context | None:
     """The facts of a guarded network's event, or None when vfplugin does not guard the network."""
     from .config import load
     from .errors import RequestError

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from .addresses import PciAddress
 from .config import Config
@@ -45,7 +45,7 @@ class Port:
     vf: str
     owner_uuid: str
     owner_name: str
-    mac: Optional[str] = None
+    mac: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def plan(
     network: NetworkFacts,
     ports: Sequence[Port],
     leases: Iterable[Lease],
-    locate: Callable[[PciAddress], Optional[tuple[str, int]]],
+    locate: Callable[[PciAddress], tuple[str, int] | None],
     domain_exists: Callable[[str], bool],
 ) -> Plan:
     """Which ports of ``network`` to create and delete so that each held VF of its pool has exactly one port,
@@ -124,7 +124,7 @@ def port_xml(port: Port) -> str:
 # --- libvirt ---------------------------------------------------------------------------------------------------
 
 
-def guarded_networks(conn: Any, cfg: Config, locate: Callable[[PciAddress], Optional[tuple[str, int]]],
+def guarded_networks(conn: Any, cfg: Config, locate: Callable[[PciAddress], tuple[str, int] | None],
                      active_only: bool = True) -> list[tuple[Any, NetworkFacts]]:
     """(libvirt network, facts) of every guarded network (the active ones unless ``active_only`` is False)."""
     from . import virt
@@ -151,9 +151,9 @@ def ports_of(net: Any) -> list[Port]:
     return ports
 
 
-def inventory_locate(inventory: Any) -> Callable[[PciAddress], Optional[tuple[str, int]]]:
+def inventory_locate(inventory: Any) -> Callable[[PciAddress], tuple[str, int] | None]:
     """``locate`` over the inventory of managed VFs: (PF, VF index), or None for any other address."""
-    def locate(address: PciAddress) -> Optional[tuple[str, int]]:
+    def locate(address: PciAddress) -> tuple[str, int] | None:
         vf = inventory.get(address)
         return (vf.pf, vf.vf_index) if vf is not None else None
 

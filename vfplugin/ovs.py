@@ -24,7 +24,7 @@ import subprocess
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from .addresses import parse_ifname, parse_mac, parse_vlan
 from .errors import CommandFailed, HostError, InvalidValue, OvsError
@@ -41,11 +41,11 @@ class OvsPort:
     """A port vfplugin plugged, as ovsdb has it now."""
 
     name: str  # the representor netdev (port and interface share the name)
-    bridge: Optional[str]  # None if the interface is in no bridge (should not happen)
-    vm_uuid: Optional[str]
-    iface_id: Optional[str]
-    mac: Optional[str]
-    tag: Optional[int]
+    bridge: str | None  # None if the interface is in no bridge (should not happen)
+    vm_uuid: str | None
+    iface_id: str | None
+    mac: str | None
+    tag: int | None
     owned: bool = True  # external_ids:vfplugin=1: vfplugin made it
 
     def owner(self) -> str:
@@ -64,8 +64,8 @@ class WantedPort:
     representor: str
     domain_uuid: str
     iface_id: str
-    mac: Optional[str] = None
-    vlan: Optional[int] = None
+    mac: str | None = None
+    vlan: int | None = None
 
 
 # --- pure: naming, argv, parsing, planning ------------------------------------------------------------------
@@ -89,8 +89,8 @@ def plug_argv(
     *,
     domain_uuid: str,
     iface_id: str,
-    mac: Optional[str],
-    vlan: Optional[int],
+    mac: str | None,
+    vlan: int | None,
     move: bool = False,
 ) -> list[str]:
     """The ovs-vsctl commands (after the global options) of one plug transaction.
@@ -285,8 +285,8 @@ def plug(
     *,
     domain_uuid: str,
     iface_id: str,
-    mac: Optional[str],
-    vlan: Optional[int],
+    mac: str | None,
+    vlan: int | None,
     timeout: float = 5.0,
 ) -> None:
     """Put ``representor`` up and into ``bridge`` with the owner's external_ids and VLAN tag; idempotent.
@@ -322,7 +322,7 @@ def plug(
              iface_id, vlan)
 
 
-def unplug(representor: str, *, owner: Optional[str] = None, timeout: float = 5.0) -> bool:
+def unplug(representor: str, *, owner: str | None = None, timeout: float = 5.0) -> bool:
     """Remove the port named ``representor`` if vfplugin made it (and, with ``owner``, for that domain UUID);
     whether it did. No port is not an error; someone else's port is left alone (and logged)."""
     representor = _name(representor, "representor name")
@@ -344,7 +344,7 @@ def plugged(timeout: float = 5.0) -> list[OvsPort]:
     return _ports(f"external_ids:{OWNER_KEY}=1", timeout)
 
 
-def port(representor: str, *, timeout: float = 5.0) -> Optional[OvsPort]:
+def port(representor: str, *, timeout: float = 5.0) -> OvsPort | None:
     """The port named ``representor`` whoever made it (``owned`` says whether vfplugin did), or None."""
     found = _ports(f"name={_quoted(_name(representor, 'representor name'))}", timeout)
     return found[0] if found else None
@@ -372,7 +372,7 @@ def bridge_exists(bridge: str, *, timeout: float = 5.0) -> bool:
     return _vsctl(["br-exists", bridge], timeout, accept=(0, 2)).returncode == 0
 
 
-def other_config(key: str, *, timeout: float = 5.0) -> Optional[str]:
+def other_config(key: str, *, timeout: float = 5.0) -> str | None:
     """``Open_vSwitch . other_config:<key>`` (e.g. hw-offload), or None when it is not set."""
     out = _vsctl(["--if-exists", "get", "Open_vSwitch", ".", f"other_config:{key}"], timeout).stdout.strip()
     if not out:

@@ -12,10 +12,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
-if TYPE_CHECKING:
-    from typing import Optional
-
 # Debian ships pci.ids in /usr/share/misc (package pci.ids); Fedora/RHEL in /usr/share/hwdata (hwdata).
 DEFAULT_PATHS = (Path("/usr/share/misc/pci.ids"), Path("/usr/share/hwdata/pci.ids"))
 
@@ -23,7 +19,7 @@ _BRACKETS = re.compile(r"\[([^\[\]]+)\]")
 _BLOCK_END = re.compile(rb"\n[^\t#\n]")  # no lookahead: re scans that far slower
 
 
-def model_name(device_name: Optional[str], vendor_id: str, device_id: str) -> str:
+def model_name(device_name: str | None, vendor_id: str, device_id: str) -> str:
     """The model rule of DESIGN.md section 7: the text in square brackets, else the whole device name.
 
     ``MT27800 Family [ConnectX-5 Virtual Function]`` -> ``ConnectX-5 Virtual Function``; an unknown device
@@ -39,15 +35,15 @@ def model_name(device_name: Optional[str], vendor_id: str, device_id: str) -> st
 class PciIds:
     """Lazy, cached lookups in one pci.ids file (``path``; default: the first DEFAULT_PATHS that exists)."""
 
-    def __init__(self, path: Optional[Path] = None, candidates: Sequence[Path] = DEFAULT_PATHS) -> None:
+    def __init__(self, path: Path | None = None, candidates: Sequence[Path] = DEFAULT_PATHS) -> None:
         self._path = path
         self._candidates = tuple(candidates)
-        self._data: Optional[bytes] = None
-        self._devices: dict[tuple[str, str], Optional[str]] = {}
-        self._vendors: dict[str, Optional[str]] = {}
+        self._data: bytes | None = None
+        self._devices: dict[tuple[str, str], str | None] = {}
+        self._vendors: dict[str, str | None] = {}
 
     @property
-    def path(self) -> Optional[Path]:
+    def path(self) -> Path | None:
         if self._path is None:
             self._path = next((p for p in self._candidates if p.is_file()), None)
         return self._path
@@ -61,7 +57,7 @@ class PciIds:
                 self._data = b""
         return self._data
 
-    def _vendor_span(self, vendor_id: str) -> Optional[tuple[int, int]]:
+    def _vendor_span(self, vendor_id: str) -> tuple[int, int] | None:
         """Byte offsets of the vendor's own line start and the end of its device block."""
         data = self._text()
         key = b"\n" + vendor_id.lower().encode("ascii") + b"  "
@@ -73,7 +69,7 @@ class PciIds:
         end = _BLOCK_END.search(data, start)
         return start, end.start() + 1 if end else len(data)
 
-    def vendor(self, vendor_id: str) -> Optional[str]:
+    def vendor(self, vendor_id: str) -> str | None:
         """The vendor's name, or None when pci.ids does not know it."""
         vendor_id = vendor_id.lower()
         if vendor_id not in self._vendors:
@@ -85,14 +81,14 @@ class PciIds:
             self._vendors[vendor_id] = name
         return self._vendors[vendor_id]
 
-    def device(self, vendor_id: str, device_id: str) -> Optional[str]:
+    def device(self, vendor_id: str, device_id: str) -> str | None:
         """The device's full name (``MT27800 Family [ConnectX-5 Virtual Function]``), or None if unknown."""
         key = (vendor_id.lower(), device_id.lower())
         if key not in self._devices:
             self._devices[key] = self._find_device(*key) if _is_id(key[0]) and _is_id(key[1]) else None
         return self._devices[key]
 
-    def _find_device(self, vendor_id: str, device_id: str) -> Optional[str]:
+    def _find_device(self, vendor_id: str, device_id: str) -> str | None:
         span = self._vendor_span(vendor_id)
         if not span:
             return None

@@ -15,13 +15,12 @@ from .record import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Optional
 
     from .addresses import PciAddress
     from .config import Config
     from .domread import DomainFacts
     from .request import NicRequest
-    Locate = Callable[[PciAddress], Optional[tuple[str, int]]]
+    Locate = Callable[[PciAddress], tuple[str, int] | None]
 
 
 class Holding(Record):
@@ -30,17 +29,17 @@ class Holding(Record):
     address: PciAddress
     pf: str
     vf_index: int
-    nic: Optional[NicRequest]  # None: an adopted hand-written hostdev
+    nic: NicRequest | None  # None: an adopted hand-written hostdev
     kind: str  # "interface" (libvirt sets MAC/VLAN) or "hostdev" (plain: vfplugin sets the MAC if asked)
-    mac: Optional[str]
-    vlan: Optional[int]
+    mac: str | None
+    vlan: int | None
 
     @property
     def vf(self) -> str:
         return str(self.address)
 
     @property
-    def nic_id(self) -> Optional[str]:
+    def nic_id(self) -> str | None:
         return self.nic.id if self.nic else None
 
     def settings(self) -> dict[str, object]:
@@ -97,7 +96,7 @@ def _with_pool_settings(nic: NicRequest, config: Config) -> NicRequest:
     return with_defaults(nic, pool.settings)
 
 
-def duplicates(held: Sequence[Holding]) -> Optional[str]:
+def duplicates(held: Sequence[Holding]) -> str | None:
     """A VF listed twice in one domain (libvirt would refuse too, but later and less clearly)."""
     seen: set[str] = set()
     for h in held:

@@ -7,8 +7,8 @@ states each field once, as a class annotation with its default if it has one::
 
     class Want(Record):
         vf: str
-        nic_id: Optional[str]  # None: an adopted hand-written hostdev
-        mac: Optional[str] = None
+        nic_id: str | None  # None: an adopted hand-written hostdev
+        mac: str | None = None
 
 and gets ``__slots__``, an ``__init__`` taking the fields in order (by position or keyword), equality,
 hashing and repr from them; like a frozen dataclass, a field is set once and never changed. Type checkers see

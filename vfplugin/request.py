@@ -15,7 +15,6 @@ from .record import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from typing import Optional
 
 SELECTORS = ("pool", "model", "pf", "vf", "network")  # network: a libvirt hostdev network picks the VF
 LINK_STATES = {"auto": 0, "enable": 1, "disable": 2}  # IFLA_VF_LINK_STATE_* values
@@ -34,14 +33,14 @@ class NicRequest(Record):
         id: str,  # noqa: A002 - the request's own word (<vfp:nic id=...>)
         selector: str,  # one of SELECTORS
         value: str,  # pool name, model name, PF netdev, VF PCI address (normalized) or libvirt network name
-        mac: Optional[str] = None,
-        vlan: Optional[int] = None,
-        qos: Optional[int] = None,
-        trust: Optional[bool] = None,
-        spoofchk: Optional[bool] = None,
-        link_state: Optional[str] = None,
-        min_tx_rate: Optional[int] = None,
-        max_tx_rate: Optional[int] = None,
+        mac: str | None = None,
+        vlan: int | None = None,
+        qos: int | None = None,
+        trust: bool | None = None,
+        spoofchk: bool | None = None,
+        link_state: str | None = None,
+        min_tx_rate: int | None = None,
+        max_tx_rate: int | None = None,
     ) -> None:
         self.id, self.selector, self.value = id, selector, value
         self.mac, self.vlan, self.qos = mac, vlan, qos
@@ -120,7 +119,7 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
                 what="model", value=raw, problem="expected a model name as `vfctl list` shows it"
             )
 
-    def onoff(key: str) -> Optional[bool]:
+    def onoff(key: str) -> bool | None:
         if key not in attrs:
             return None
         try:
@@ -128,7 +127,7 @@ def parse_request(attrs: Mapping[str, str]) -> NicRequest:
         except KeyError:
             raise InvalidValue(what=key, value=attrs[key], problem="expected on or off") from None
 
-    def number(key: str, low: int, high: int) -> Optional[int]:
+    def number(key: str, low: int, high: int) -> int | None:
         return parse_int(attrs[key], key, low, high) if key in attrs else None
 
     link_state = attrs.get("link_state")

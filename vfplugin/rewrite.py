@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from .allocator import Choice, DomainContext, choose
 from .config import Config
@@ -177,7 +177,7 @@ def assign_and_reserve(
     vfs: Sequence[VfInfo],
     ledger: Ledger,
     cpu_nodes: Mapping[int, int],
-    nics: Optional[Sequence[NicRequest]] = None,
+    nics: Sequence[NicRequest] | None = None,
 ) -> list[Assignment]:
     """``assign`` every request (or ``nics``) and reserve the VFs, choosing inside the ledger's write
     transaction so that domains defined at the same moment never get the same VF (no retry loop)."""

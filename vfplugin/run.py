@@ -16,7 +16,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing (see hook.py)
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Mapping, Sequence
-    from typing import Optional
 
 
 def _shown(argv: list[str]) -> str:
@@ -26,7 +25,7 @@ def _shown(argv: list[str]) -> str:
 
 
 def run(
-    argv: Sequence[str], timeout: float = 10.0, check: bool = True, env: Optional[Mapping[str, str]] = None
+    argv: Sequence[str], timeout: float = 10.0, check: bool = True, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv``; raise CommandFailed (with argv and stderr, one line) on a non-zero exit or a time-out.
     ``env``: the command's whole environment (default: this process's)."""
@@ -54,7 +53,7 @@ def run(
 
 
 def spawn(
-    argv: Sequence[str], timeout: float = 10.0, input: str = "", env: Optional[Mapping[str, str]] = None
+    argv: Sequence[str], timeout: float = 10.0, input: str = "", env: Mapping[str, str] | None = None
 ) -> tuple[int, str, str]:
     """Run ``argv`` (``argv[0]`` an absolute path: no PATH search) with ``input`` on its stdin; return (exit
     status, stdout, stderr). CommandFailed when it cannot start or gives no answer within ``timeout`` (then it

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .domread import DomainFacts
@@ -54,7 +54,7 @@ def live_leases(leases: Iterable[Lease]) -> dict[str, Lease]:
     return {lease.vf: lease for lease in leases if not lease.stale}
 
 
-def why_not_startable(domain: Defined, live: Mapping[str, Lease], known: Iterable[str]) -> Optional[str]:
+def why_not_startable(domain: Defined, live: Mapping[str, Lease], known: Iterable[str]) -> str | None:
     """Why this stopped domain's start would be refused for want of a VF; None when it is startable (or runs,
     or asks for nothing)."""
     if domain.active or not domain.facts.requests:

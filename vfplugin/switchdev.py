@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Optional
 
 from . import ovs
 from .addresses import PciAddress
@@ -28,7 +27,7 @@ RESTART_OVS = "systemctl restart openvswitch-switch"  # the Debian unit; RPM hos
 # --- pure parsing -------------------------------------------------------------------------------------------
 
 
-def parse_eswitch(text: str, pf_address: PciAddress) -> Optional[str]:
+def parse_eswitch(text: str, pf_address: PciAddress) -> str | None:
     """The mode in ``devlink -j dev eswitch show pci/<addr>``'s ``{"dev":{"pci/<addr>":{"mode":...}}}``."""
     try:
         doc = json.loads(text)
@@ -53,7 +52,7 @@ def parse_features(text: str) -> dict[str, bool]:
 # --- host queries (through run(); None when unknown) --------------------------------------------------------
 
 
-def eswitch_mode(pf_address: PciAddress, timeout: float = 5.0) -> Optional[str]:
+def eswitch_mode(pf_address: PciAddress, timeout: float = 5.0) -> str | None:
     """"switchdev" or "legacy" (devlink), or None when devlink or the device does not answer."""
     try:
         result = run(["devlink", "-j", "dev", "eswitch", "show", f"pci/{pf_address}"], timeout=timeout)
@@ -62,7 +61,7 @@ def eswitch_mode(pf_address: PciAddress, timeout: float = 5.0) -> Optional[str]:
     return parse_eswitch(result.stdout, pf_address)
 
 
-def hw_tc_offload(pf: str, timeout: float = 5.0) -> Optional[bool]:
+def hw_tc_offload(pf: str, timeout: float = 5.0) -> bool | None:
     """Whether the PF netdev has ``hw-tc-offload`` on (ethtool -k), or None when ethtool cannot tell."""
     try:
         result = run(["ethtool", "-k", pf], timeout=timeout)
@@ -76,11 +75,11 @@ def hw_tc_offload(pf: str, timeout: float = 5.0) -> Optional[bool]:
 
 @dataclass(frozen=True)
 class OffloadFacts:
-    hw_offload: Optional[str] = None  # other_config:hw-offload as stored; None when unset
-    ovsdb_error: Optional[str] = None  # why ovsdb could not be read (then hw_offload and bridges are unknown)
+    hw_offload: str | None = None  # other_config:hw-offload as stored; None when unset
+    ovsdb_error: str | None = None  # why ovsdb could not be read (then hw_offload and bridges are unknown)
     pf_addresses: Mapping[str, PciAddress] = field(default_factory=dict)  # offload PF -> PCI address
-    eswitch: Mapping[str, Optional[str]] = field(default_factory=dict)  # offload PF -> mode (None: unknown)
-    tc_offload: Mapping[str, Optional[bool]] = field(default_factory=dict)  # offload PF -> hw-tc-offload
+    eswitch: Mapping[str, str | None] = field(default_factory=dict)  # offload PF -> mode (None: unknown)
+    tc_offload: Mapping[str, bool | None] = field(default_factory=dict)  # offload PF -> hw-tc-offload
     bridges: Mapping[str, bool] = field(default_factory=dict)  # bridge -> exists
 
 
@@ -104,8 +103,8 @@ def _pf_addresses(config: Config, vfs: Sequence[VfInfo]) -> dict[str, PciAddress
 
 def gather(config: Config, vfs: Sequence[VfInfo], timeout: float = 5.0) -> OffloadFacts:
     """Ask the host everything ``evaluate`` needs about the PFs in ``ovs_offload_nics``."""
-    hw_offload: Optional[str] = None
-    ovsdb_error: Optional[str] = None
+    hw_offload: str | None = None
+    ovsdb_error: str | None = None
     bridges: dict[str, bool] = {}
     try:
         hw_offload = ovs.other_config("hw-offload", timeout=timeout)

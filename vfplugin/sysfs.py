@@ -20,8 +20,6 @@ from .record import Record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing: the hook avoids it (bench_hook)
 if TYPE_CHECKING:
-    from typing import Optional, Union
-
     from _typeshed import StrPath
 
 # Representor names (phys_port_name) the kernel uses for a VF's representor, as os-vif
@@ -35,7 +33,7 @@ _REPRESENTOR_RES = (
 )
 
 
-def parse_representor_name(phys_port_name: str) -> Optional[tuple[Optional[int], int]]:
+def parse_representor_name(phys_port_name: str) -> tuple[int | None, int] | None:
     """``(pf number or None, vf index)`` if ``phys_port_name`` names a VF representor, else None ("p0")."""
     import re  # here: only switchdev hosts get this far, and the hook's start/stop path avoids re (3 ms)
 
@@ -56,11 +54,11 @@ class VF(Record):
     vf_index: int
     vendor_id: str  # 4 lowercase hex digits
     device_id: str
-    numa_node: Optional[int]
-    iommu_group: Optional[int]
-    driver: Optional[str]  # a host driver (igbvf, iavf, mlx5_core) or vfio-pci
-    netdev: Optional[str]  # while bound to a host driver
-    representor: Optional[str]  # switchdev mode only
+    numa_node: int | None
+    iommu_group: int | None
+    driver: str | None  # a host driver (igbvf, iavf, mlx5_core) or vfio-pci
+    netdev: str | None  # while bound to a host driver
+    representor: str | None  # switchdev mode only
 
 
 class PF(Record):
@@ -70,15 +68,15 @@ class PF(Record):
     address: PciAddress
     vendor_id: str
     device_id: str
-    driver: Optional[str]
-    numa_node: Optional[int]
+    driver: str | None
+    numa_node: int | None
     total_vfs: int
     num_vfs: int
-    switch_id: Optional[str]  # phys_switch_id: set in switchdev mode (and on some NICs always)
+    switch_id: str | None  # phys_switch_id: set in switchdev mode (and on some NICs always)
     vfs: tuple[VF, ...]
 
 
-def _read(path: str) -> Optional[str]:
+def _read(path: str) -> str | None:
     """A sysfs attribute's text, or None when it is missing or unreadable (e.g. EOPNOTSUPP in legacy mode)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -92,7 +90,7 @@ def _read(path: str) -> Optional[str]:
         os.close(fd)
 
 
-def _read_int(path: str) -> Optional[int]:
+def _read_int(path: str) -> int | None:
     text = _read(path)
     try:
         return int(text, 0) if text else None
@@ -107,7 +105,7 @@ def _read_id(path: str) -> str:
     return text.zfill(4) if text and all(c in "0123456789abcdef" for c in text) else "????"
 
 
-def _link_name(path: str) -> Optional[str]:
+def _link_name(path: str) -> str | None:
     """The last component of a symlink's target (driver name, group number, PCI address), or None."""
     try:
         return os.path.basename(os.readlink(path))
@@ -115,7 +113,7 @@ def _link_name(path: str) -> Optional[str]:
         return None
 
 
-def _link_target(link: str) -> Optional[str]:
+def _link_target(link: str) -> str | None:
     """Where a relative link inside a real (symlink-free) directory points, resolved lexically.
 
     The kernel's ``virtfnN``/``physfn`` links are ``../<address>`` next to a directory that realpath()
@@ -130,12 +128,12 @@ def _link_target(link: str) -> Optional[str]:
     return os.path.normpath(os.path.join(os.path.dirname(link), target))
 
 
-def _numa(device: str) -> Optional[int]:
+def _numa(device: str) -> int | None:
     node = _read_int(f"{device}/numa_node")
     return node if node is not None and node >= 0 else None  # the kernel writes -1 for "no NUMA"
 
 
-def _address(name: Optional[str]) -> Optional[PciAddress]:
+def _address(name: str | None) -> PciAddress | None:
     if not name:
         return None
     try:
@@ -208,11 +206,11 @@ class Sysfs:
         """The PF behind netdev ``name`` and its VFs. PfNotFound / PfNotSriov; 0 VFs is a PF with vfs=()."""
         return self._pf(name, self._netdevs())
 
-    def pfs(self, names: Sequence[str]) -> list[Union[PF, HostError]]:
+    def pfs(self, names: Sequence[str]) -> list[PF | HostError]:
         """``pf()`` for each name, in order, with one pass over ``class/net`` for all of them; a PF that
         cannot be read is its HostError in the list, so one broken PF does not hide the others."""
         netdevs = self._netdevs()
-        out: list[Union[PF, HostError]] = []
+        out: list[PF | HostError] = []
         for name in names:
             try:
                 out.append(self._pf(name, netdevs))
@@ -301,7 +299,7 @@ class Sysfs:
     @staticmethod
     def _vf(
         vf_dir: str, address: PciAddress, pf: str, pf_address: PciAddress, index: int,
-        representor: Optional[str],
+        representor: str | None,
     ) -> VF:
         netdevs = _listdir(f"{vf_dir}/net")
         return VF(
@@ -319,7 +317,7 @@ class Sysfs:
         )
 
     @staticmethod
-    def _pf_netdev(pf_dir: str) -> Optional[str]:
+    def _pf_netdev(pf_dir: str) -> str | None:
         """The PF's own netdev: in switchdev mode its ``net/`` also holds the representors: skip those."""
         for name in _listdir(f"{pf_dir}/net"):
             port_name = _read(f"{pf_dir}/net/{name}/phys_port_name")
@@ -327,7 +325,7 @@ class Sysfs:
                 return name
         return None
 
-    def vf(self, address: PciAddress) -> Optional[VF]:
+    def vf(self, address: PciAddress) -> VF | None:
         """The VF at ``address`` (with its PF), or None if there is no such device or it is not a VF."""
         device = f"{self.sys}/bus/pci/devices/{address}"
         physfn = f"{device}/physfn"
@@ -346,7 +344,7 @@ class Sysfs:
         return self._vf(os.path.realpath(device), address, pf or "", pf_address, index, representor)
 
     @staticmethod
-    def _vf_index(pf_dir: str, address: PciAddress) -> Optional[int]:
+    def _vf_index(pf_dir: str, address: PciAddress) -> int | None:
         wanted = str(address)
         for entry in _listdir(pf_dir):
             index = _virtfn_index(entry)
@@ -354,7 +352,7 @@ class Sysfs:
                 return index
         return None
 
-    def locate(self, address: PciAddress) -> Optional[tuple[str, int]]:
+    def locate(self, address: PciAddress) -> tuple[str, int] | None:
         """(PF netdev, VF index) of VF ``address``, or None: what plan.holdings needs to know of a hostdev."""
         vf = self.vf(address)
         return (vf.pf, vf.vf_index) if vf is not None and vf.pf else None
@@ -399,12 +397,12 @@ class Sysfs:
             raise HostError(problem=f"cannot write {n} to {path} for PF {pf!r}: {why}{hint}") from None
 
 
-def _virtfn_index(entry: str) -> Optional[int]:
+def _virtfn_index(entry: str) -> int | None:
     """N of a PF's ``virtfnN`` link (the kernel's name for its Nth VF), else None."""
     digits = entry[6:] if entry.startswith("virtfn") else ""
     return int(digits) if digits.isascii() and digits.isdigit() else None
 
 
-def _read_int_name(link: str) -> Optional[int]:
+def _read_int_name(link: str) -> int | None:
     name = _link_name(link)
     return int(name) if name and name.isdigit() else None

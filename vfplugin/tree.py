@@ -10,7 +10,7 @@ no devlink call, so the tree costs what ``vfctl list`` costs.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 # ANSI SGR codes; only ever written when render(color=True)
 _BOLD, _DIM, _GREEN, _YELLOW, _CYAN, _RED, _RESET = (
@@ -19,7 +19,7 @@ _STATE_COLOR = {"active": _GREEN, "reserved": _YELLOW, "free": _DIM}
 
 
 def build(
-    pfs: Sequence[Any], vfs: Sequence[Any], leases: Mapping[str, Any], only: Optional[Collection[str]] = None,
+    pfs: Sequence[Any], vfs: Sequence[Any], leases: Mapping[str, Any], only: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The tree: ``pfs`` are inventory.PfInfo, ``vfs`` inventory.VfInfo, ``leases`` VF address -> live lease;
     ``only``: the VF addresses to show (a filter), the PF's counts still count all its VFs. NUMA nodes in
@@ -27,7 +27,7 @@ def build(
     by_pf: dict[str, list[Any]] = {}
     for vf in vfs:
         by_pf.setdefault(vf.pf, []).append(vf)
-    nodes: dict[Optional[int], list[dict[str, Any]]] = {}
+    nodes: dict[int | None, list[dict[str, Any]]] = {}
     for pf in pfs:
         pf_vfs = by_pf.get(pf.name, [])
         children = [_vf(vf, leases.get(str(vf.address))) for vf in pf_vfs]

@@ -23,7 +23,7 @@ import json
 import string
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 failures: list[str] = []
 
@@ -148,7 +148,7 @@ def cmd_leases(args: argparse.Namespace) -> None:
         expect(not leases, f"the ledger holds no lease ({len(leases)} held)")
     for kv in args.expect:
         vf, want = kv.split("=", 1)
-        lease: Optional[Any] = leases.get(vf)
+        lease: Any | None = leases.get(vf)
         if want == "-":
             expect(lease is None, f"no lease on {vf} (held by {lease.domain_name if lease else '-'})")
         else:

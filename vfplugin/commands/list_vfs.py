@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 from . import config as load_config
 
@@ -38,9 +38,9 @@ class LeaseLike(Protocol):
     @property
     def domain_name(self) -> str: ...
     @property
-    def mac(self) -> Optional[str]: ...
+    def mac(self) -> str | None: ...
     @property
-    def vlan(self) -> Optional[int]: ...
+    def vlan(self) -> int | None: ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def rows(
-    inventory: Any, leases: Mapping[str, LeaseLike], *, pf: Optional[str] = None, model: Optional[str] = None,
-    pool: Optional[str] = None, free: bool = False,
+    inventory: Any, leases: Mapping[str, LeaseLike], *, pf: str | None = None, model: str | None = None,
+    pool: str | None = None, free: bool = False,
 ) -> list[dict[str, Any]]:
     """One mapping per VF with exactly ``KEYS``; ``leases``: VF address (``0000:0a:10.0``) -> its lease."""
     out = []
