@@ -136,3 +136,9 @@ def test_metadata_fragment_is_read_back_as_the_same_requests_once_libvirt_binds_
     domain = parse_domain(f"<domain><name>d</name><metadata>{bound}</metadata></domain>")
     assert list(domain.requests()) == nics
     assert metadata_fragment([]) == "<nics></nics>"
+
+
+def test_a_requests_options_are_its_fields_after_the_selector_in_order():
+    from vfplugin.request import _OPTIONS, NicRequest
+
+    assert NicRequest._fields == ("id", "selector", "value", *_OPTIONS)

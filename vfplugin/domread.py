@@ -64,19 +64,12 @@ class NumaHint(Record):
 class DomainFacts(Record):
     """What vfplugin knows of one domain XML, validated: reading it again never raises."""
 
-    __slots__ = ("name", "uuid", "requests", "hostdevs", "numa", "network_macs")
-
-    def __init__(
-        self,
-        name: str,
-        uuid: str | None,  # canonical: lower case, dashed (generated MACs derive from it)
-        requests: tuple[NicRequest, ...],
-        hostdevs: tuple[HostdevRef, ...],  # interfaces first, then hostdevs, each in document order
-        numa: NumaHint,
-        network_macs: tuple[tuple[str, str], ...] = (),  # (nic id, MAC) of owned <interface type='network'>
-    ) -> None:
-        self.name, self.uuid, self.requests, self.hostdevs, self.numa = name, uuid, requests, hostdevs, numa
-        self.network_macs = network_macs
+    name: str
+    uuid: str | None  # canonical: lower case, dashed (generated MACs derive from it)
+    requests: tuple[NicRequest, ...]
+    hostdevs: tuple[HostdevRef, ...]  # interfaces first, then hostdevs, each in document order
+    numa: NumaHint
+    network_macs: tuple[tuple[str, str], ...] = ()  # (nic id, MAC) of owned <interface type='network'>
 
 
 def read_domain(raw: bytes, source: str = "<stdin>") -> DomainFacts:

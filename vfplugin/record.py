@@ -12,8 +12,8 @@ states each field once, as a class annotation with its default if it has one::
 
 and gets ``__slots__``, an ``__init__`` taking the fields in order (by position or keyword), equality,
 hashing and repr from them; like a frozen dataclass, a field is set once and never changed. Type checkers see
-the same constructor through ``dataclass_transform`` (PEP 681). A class that writes its own ``__slots__`` and
-``__init__`` is a record too. Modules the hook never imports keep dataclasses. Standard library only, nothing
+the same constructor through ``dataclass_transform`` (PEP 681). Modules the hook never imports keep
+dataclasses. Standard library only, nothing
 imported at all.
 """
 
@@ -41,10 +41,9 @@ class _RecordType(type):
         inherited: tuple[str, ...] = ()
         for base in bases:
             inherited += getattr(base, "_fields", ())
-        if "__slots__" in ns:  # written by hand, with its own __init__
+        if not bases:  # Record itself
             cls = super().__new__(mcs, name, bases, ns)
-            cls._fields = inherited + tuple(ns["__slots__"])
-            cls._get = staticmethod(_values_of(cls._fields))
+            cls._fields, cls._defaults, cls._get = (), {}, staticmethod(_values_of(()))
             return cls
         # With ``from __future__ import annotations`` these are strings: nothing is evaluated or imported.
         own = tuple(k for k, v in ns.get("__annotations__", {}).items() if not str(v).startswith("ClassVar"))

@@ -26,26 +26,18 @@ _ONOFF = {"on": True, "yes": True, "true": True, "off": False, "no": False, "fal
 class NicRequest(Record):
     """One ``<vfp:nic>``: a selector (which VF) and the options (how to set it up), validated."""
 
-    __slots__ = ("id", "selector", "value") + _OPTIONS
-
-    def __init__(
-        self,
-        id: str,  # noqa: A002 - the request's own word (<vfp:nic id=...>)
-        selector: str,  # one of SELECTORS
-        value: str,  # pool name, model name, PF netdev, VF PCI address (normalized) or libvirt network name
-        mac: str | None = None,
-        vlan: int | None = None,
-        qos: int | None = None,
-        trust: bool | None = None,
-        spoofchk: bool | None = None,
-        link_state: str | None = None,
-        min_tx_rate: int | None = None,
-        max_tx_rate: int | None = None,
-    ) -> None:
-        self.id, self.selector, self.value = id, selector, value
-        self.mac, self.vlan, self.qos = mac, vlan, qos
-        self.trust, self.spoofchk, self.link_state = trust, spoofchk, link_state
-        self.min_tx_rate, self.max_tx_rate = min_tx_rate, max_tx_rate
+    id: str  # the request's own word (<vfp:nic id=...>)
+    selector: str  # one of SELECTORS
+    value: str  # pool name, model name, PF netdev, VF PCI address (normalized) or libvirt network name
+    # the options, in _OPTIONS' order (test_request checks it)
+    mac: str | None = None
+    vlan: int | None = None
+    qos: int | None = None
+    trust: bool | None = None
+    spoofchk: bool | None = None
+    link_state: str | None = None
+    min_tx_rate: int | None = None
+    max_tx_rate: int | None = None
 
     @property
     def alias(self) -> str:
