@@ -51,3 +51,10 @@ def network_ports(cfg: Config, uri: str) -> None:
 
     for line in sync_now(cfg, uri):
         print(f"vfctl: warning: network ports: {line}", file=sys.stderr)
+
+
+def aligned(lines: list[list[str]]) -> str:
+    """Rows of cells (the header first) as left-aligned columns two spaces apart, without trailing blanks: the
+    text tables of ``vfctl list`` and ``vfctl history``."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)

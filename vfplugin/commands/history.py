@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from . import aligned
 from . import config as load_config
 
 HELP = "show the ledger's journal: claims, refusals, releases, expiries (oldest first)"
@@ -60,8 +61,7 @@ def table(items: Sequence[Mapping[str, Any]]) -> str:
                 value = row["domain_uuid"]
             cells.append("-" if value in (None, "") else str(value))
         lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    return aligned(lines)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from . import aligned
 from . import config as load_config
 
 HELP = "list the VFs of the managed PFs: model, NUMA node, IOMMU group, driver, lease"
@@ -106,8 +107,7 @@ def table(items: Sequence[Mapping[str, Any]]) -> str:
             value = f"{row['vendor_id']}:{row['device_id']}" if key == "ids" else row[key]
             cells.append("-" if value is None else str(value))
         lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    return aligned(lines)
 
 
 def read_leases(cfg: Any) -> dict[str, LeaseLike]:
