@@ -94,3 +94,20 @@ def test_a_clean_host_reports_nothing_and_exits_0(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == [
         "reconcile: 0 fixed, 0 failed, 1 VFs held by 1 running domains, 0 leaked"
     ]
+
+
+def test_reconcile_claims_a_running_domains_vf_as_the_hook_would(tmp_path):
+    """A plain hostdev named by a vf= request that asks a MAC: vfplugin sets that MAC, so the lease records it,
+    whether the hook claimed at start or reconcile after a lost ledger (plan.Holding.want, one rule)."""
+    cfg_path = write_config(tmp_path, ovs_offload_nics=[], pools=None, networks=None)
+    mac = "52:54:00:aa:bb:cc"
+    domain = DOMAIN.format(name="web1", uuid="11111111-2222-4333-8444-555555555555",
+                           hostdevs=hostdev("0000:0a:10.0")).replace(
+        "<devices>", f'<metadata><vfp:nics xmlns:vfp="urn:vfplugin:1"><vfp:nic id="net0" vf="0000:0a:10.0" '
+        f'mac="{mac}"/></vfp:nics></metadata><devices>')
+    (tmp_path / "node.xml").write_text(NODE.format(domains=domain))
+    report = reconcile(load(str(cfg_path)), f"test://{tmp_path / 'node.xml'}")
+    assert report.fixes == ["claimed 0000:0a:10.0 for running domain web1"]
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        lease = ledger.lease("0000:0a:10.0")
+    assert lease is not None and (lease.nic_id, lease.mac) == ("net0", mac)

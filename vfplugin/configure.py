@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .config import Config
     from .leases import Lease
     from .ledger import Ledger
+    from .ovs import WantedPort
     from .plan import Holding
     from .sysfs import Sysfs
 
@@ -47,22 +48,28 @@ def offload_port(config: Config, sysfs: Sysfs, pf: str | None, vf: str) -> tuple
     return bridge, info.representor
 
 
+def wanted_port(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> WantedPort | None:
+    """The OVS port the VF's representor belongs in while domain ``name`` (``uuid``) runs; None when its PF is
+    not an offload PF. The hook plugs it at start, reconcile re-plugs it: one description for both."""
+    where = offload_port(config, sysfs, h.pf, h.vf)
+    if where is None:
+        return None
+    from .ovs import WantedPort
+
+    return WantedPort(bridge=where[0], representor=where[1], domain_uuid=uuid, iface_id=h.iface_id(name),
+                      mac=h.mac or "", vlan=h.vlan)
+
+
 def plug(config: Config, sysfs: Sysfs, uuid: str, name: str, h: Holding) -> tuple[str, str] | None:
     """Plug the VF's representor when its PF is an offload PF; (bridge, representor), or None."""
-    port = offload_port(config, sysfs, h.pf, h.vf)
+    port = wanted_port(config, sysfs, uuid, name, h)
     if port is None:
         return None
     from . import ovs
 
-    ovs.plug(
-        port[0],
-        port[1],
-        domain_uuid=uuid,
-        iface_id=f"{name}-{h.nic_id or h.vf}",
-        mac=h.mac or "",
-        vlan=h.vlan,
-    )
-    return port
+    ovs.plug(port.bridge, port.representor, domain_uuid=port.domain_uuid, iface_id=port.iface_id, mac=port.mac,
+             vlan=port.vlan)
+    return port.bridge, port.representor
 
 
 def unplug(lease: Lease) -> None:

@@ -20,7 +20,7 @@ import time  # built into the interpreter and loaded at its start: no import cos
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs a tenth of the fast path
 if TYPE_CHECKING:
-    from typing import IO, Any, Callable
+    from typing import IO, Callable
 
     from .config import Config
     from .domread import DomainFacts
@@ -258,14 +258,6 @@ def _without_agent(e: Exception, ctx: _Context | None) -> str | None:
 # --- the actions -----------------------------------------------------------------------------------------
 
 
-def _wants(held: list[Holding]) -> list[Any]:
-    from .leases import Want
-
-    return [
-        Want(vf=h.vf, nic_id=h.nic_id, mac=h.mac or (h.nic.mac if h.nic else None), vlan=h.vlan) for h in held
-    ]
-
-
 def prepare(ctx: _Context) -> int:
     """Claim every VF the domain holds (all or none), apply what libvirt does not, plug representors."""
     from .configure import configure, unconfigure
@@ -277,7 +269,7 @@ def prepare(ctx: _Context) -> int:
     if not held:
         return 0
     with ctx.ledger() as ledger:
-        ledger.claim(ctx.uuid, ctx.name, _wants(held))
+        ledger.claim(ctx.uuid, ctx.name, [h.want() for h in held])
         try:
             for h in held:
                 configure(ctx.config, ctx.sysfs, ledger, ctx.uuid, ctx.name, h, via=RTNETLINK)
@@ -385,7 +377,7 @@ def reconnect(ctx: _Context) -> int:
         return 0
     with ctx.ledger() as ledger:
         try:
-            ledger.claim(ctx.uuid, ctx.name, _wants(held))
+            ledger.claim(ctx.uuid, ctx.name, [h.want() for h in held])
             ledger.mark_started(ctx.uuid)
         except VfpluginError as e:
             LOG.error("reconnect: inconsistent ledger, the running domain keeps its VFs: %s", e)

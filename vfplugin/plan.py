@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .addresses import PciAddress
     from .config import Config
     from .domread import DomainFacts
+    from .leases import Want
     from .request import NicRequest
     Locate = Callable[[PciAddress], tuple[str, int] | None]
 
@@ -41,6 +42,18 @@ class Holding(Record):
     @property
     def nic_id(self) -> str | None:
         return self.nic.id if self.nic else None
+
+    def want(self) -> Want:
+        """What the ledger is asked for this VF, by the hook at start and by reconcile for a running domain
+        alike: the MAC the XML gives it, else the one its nic asks vfplugin to set (a plain hostdev)."""
+        from .leases import Want  # here: start begin reads holdings without ever asking the ledger
+
+        mac = self.mac or (self.nic.mac if self.nic else None)
+        return Want(vf=self.vf, nic_id=self.nic_id, mac=mac, vlan=self.vlan)
+
+    def iface_id(self, domain_name: str) -> str:
+        """The OVS ``external_ids:iface-id`` of this VF's representor port: ``<domain>-<nic id or VF>``."""
+        return f"{domain_name}-{self.nic_id or self.vf}"
 
     def settings(self) -> dict[str, object]:
         """What vfplugin applies through the PF for this VF (libvirt does MAC/VLAN of hostdev interfaces)."""

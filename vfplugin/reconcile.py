@@ -153,7 +153,6 @@ def _release_not_running(cfg: Config, sysfs: Any, ledger: Any, running: Running,
 
 def _claim_running(ledger: Any, running: Running, report: Report, dry: bool) -> None:
     from .errors import VfpluginError
-    from .leases import Want
 
     held_by = {lease.vf: lease for lease in ledger.leases()}
     for uuid, (name, held) in running.items():
@@ -169,7 +168,7 @@ def _claim_running(ledger: Any, running: Running, report: Report, dry: bool) -> 
             report.fixes.append(f"would claim {vfs} for running domain {name}")
             continue
         try:
-            ledger.claim(uuid, name, [Want(vf=h.vf, nic_id=h.nic_id, mac=h.mac, vlan=h.vlan) for h in missing])
+            ledger.claim(uuid, name, [h.want() for h in missing])
             ledger.mark_started(uuid)
         except VfpluginError as e:
             report.failures.append(f"claim {vfs} for running domain {name}: {e}")
@@ -183,7 +182,7 @@ def _reconcile_ovs(cfg: Config, sysfs: Any, running: Running, report: Report, dr
     import shutil
 
     from . import ovs
-    from .configure import offload_port
+    from .configure import wanted_port
     from .errors import OvsError, VfpluginError
 
     if not cfg.ovs_offload_nics and shutil.which("ovs-vsctl") is None:
@@ -192,21 +191,12 @@ def _reconcile_ovs(cfg: Config, sysfs: Any, running: Running, report: Report, dr
     for uuid, (name, held) in running.items():
         for h in held:
             try:
-                where = offload_port(cfg, sysfs, h.pf, h.vf)
+                spec = wanted_port(cfg, sysfs, uuid, name, h)
             except VfpluginError as e:
                 report.failures.append(f"plug {h.vf} of {name}: {e}")
                 continue
-            if where is not None:
-                wanted.append(
-                    ovs.WantedPort(
-                        bridge=where[0],
-                        representor=where[1],
-                        domain_uuid=uuid,
-                        iface_id=f"{name}-{h.nic_id or h.vf}",
-                        mac=h.mac or "",
-                        vlan=h.vlan,
-                    )
-                )
+            if spec is not None:
+                wanted.append(spec)
     try:
         to_unplug, to_plug = ovs.reconcile_plan(ovs.plugged(), wanted)
     except OvsError as e:
