@@ -6,6 +6,7 @@ import pytest
 
 from vfplugin.addresses import (
     PciAddress,
+    canonical_uuid,
     parse_ifname,
     parse_int,
     parse_mac,
@@ -134,3 +135,21 @@ def test_names_allow_dots_and_colons_but_not_spaces() -> None:
 def test_a_trailing_newline_or_a_non_ascii_character_is_refused(parse, text) -> None:
     with pytest.raises(InvalidValue):
         parse(text)
+
+
+@pytest.mark.parametrize("spelling", [
+    "6f2d3c1e-8a4b-4c2d-9e1f-0a1b2c3d4e5f", "6F2D3C1E-8A4B-4C2D-9E1F-0A1B2C3D4E5F",
+    "6f2d3c1e8a4b4c2d9e1f0a1b2c3d4e5f", "6f2d-3c1e-8a4b-4c2d-9e1f-0a1b-2c3d-4e5f",
+])
+def test_a_uuid_has_one_name_whatever_its_spelling(spelling):
+    assert canonical_uuid(spelling) == "6f2d3c1e-8a4b-4c2d-9e1f-0a1b2c3d4e5f"
+
+
+@pytest.mark.parametrize("text", [
+    "", "web1", "6f2d3c1e-8a4b-4c2d-9e1f-0a1b2c3d4e5", "6f2d3c1e-8a4b-4c2d-9e1f-0a1b2c3d4e5g",
+    "{6f2d3c1e-8a4b-4c2d-9e1f-0a1b2c3d4e5f}", "6f2d3c1e 8a4b 4c2d 9e1f 0a1b2c3d4e5f",
+])
+def test_anything_else_is_not_a_uuid(text):
+    with pytest.raises(ValueError, match="is not a UUID"):
+        canonical_uuid(text)
+

@@ -113,9 +113,10 @@ def test_release_by_domain_name_frees_that_domain_only_and_says_what(cfg, capsys
             "release", "ok", "released by hand (vfctl release) (active lease)")
 
 
-def test_release_by_domain_uuid_in_any_case(cfg, capsys):
+@pytest.mark.parametrize("spelling", [WEB_UUID.upper(), WEB_UUID.replace("-", "")])
+def test_release_by_domain_uuid_in_any_spelling(cfg, capsys, spelling):
     seed(cfg)
-    assert vfctl(cfg, "release", "--domain", WEB_UUID.upper()) == 0
+    assert vfctl(cfg, "release", "--domain", spelling) == 0
     assert capsys.readouterr().out == f"released VF {VF1} of domain web1 (nic net0, active lease)\n"
 
 

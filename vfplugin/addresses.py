@@ -100,6 +100,16 @@ def parse_mac(text: str, what: str = "MAC address") -> str:
     return mac
 
 
+def canonical_uuid(text: str) -> str:
+    """A UUID as libvirt formats it (lower case, dashed 8-4-4-4-12), from any spelling libvirt accepts (its
+    dashes anywhere or nowhere, either case; virUUIDParse): the one name of a domain in the ledger, in OVS's
+    external_ids and in its generated MACs. ValueError when ``text`` is not 32 hex digits."""
+    digits = text.replace("-", "").lower()
+    if len(digits) != 32 or not _hex(digits, 32):
+        raise ValueError(f"<uuid> {text!r} is not a UUID")
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
 def parse_mac_prefix(text: str) -> str:
     """A 1-5 octet prefix for generated MACs (``52:54:00``), unicast."""
     parts = text.split(":") if isinstance(text, str) else []

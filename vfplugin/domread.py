@@ -12,7 +12,7 @@ Pure: no file, no libvirt. It must never edit XML (domxml.py does) nor choose a 
 from __future__ import annotations
 
 from . import ALIAS_PREFIX, REQUEST_NS
-from .addresses import PciAddress, parse_mac, parse_vlan
+from .addresses import PciAddress, canonical_uuid, parse_mac, parse_vlan
 from .errors import InvalidValue, RequestError
 from .record import Record
 from .request import NicRequest, parse_request
@@ -413,13 +413,6 @@ class Reader:
                 raise self.fail(str(e)) from None
 
         return NumaHint(bitmap(self._nodeset, "numatune nodeset"), bitmap(self._cpuset, "vcpu cpuset"))
-
-
-def canonical_uuid(text: str) -> str:
-    digits = text.replace("-", "").lower()
-    if len(digits) != 32 or any(c not in "0123456789abcdef" for c in digits):
-        raise ValueError(f"<uuid> {text!r} is not a UUID")
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def parse_nodeset(text: str, what: str) -> frozenset[int]:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from lxml import etree
 
 from . import ALIAS_PREFIX, REQUEST_NS
-from .addresses import PciAddress, parse_mac, parse_mac_prefix
+from .addresses import PciAddress, canonical_uuid, parse_mac, parse_mac_prefix
 from .domread import (
     ADDRESS,
     ALIAS,
@@ -43,7 +43,6 @@ from .domread import (
     HostdevRef,
     NumaHint,
     Reader,
-    canonical_uuid,
     declared_encoding,
     parse_nodeset,
     read_domain,

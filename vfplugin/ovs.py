@@ -21,12 +21,11 @@ import os
 import re
 import shlex
 import subprocess
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .addresses import parse_ifname, parse_mac, parse_vlan
+from .addresses import canonical_uuid, parse_ifname, parse_mac, parse_vlan
 from .errors import CommandFailed, HostError, InvalidValue, OvsError
 from .log import LOG
 from .run import run
@@ -299,7 +298,7 @@ def plug(
     """
     bridge = _name(bridge, "bridge name")
     representor = _name(representor, "representor name")
-    domain_uuid = str(_uuid(domain_uuid))
+    domain_uuid = _uuid(domain_uuid)
     mac = parse_mac(mac) if mac else None
     if vlan is not None:
         vlan = parse_vlan(vlan)
@@ -329,7 +328,7 @@ def unplug(representor: str, *, owner: str | None = None, timeout: float = 5.0) 
     existing = port(representor, timeout=timeout)
     if existing is None:
         return False
-    if not existing.owned or (owner is not None and existing.vm_uuid != str(_uuid(owner))):
+    if not existing.owned or (owner is not None and existing.vm_uuid != _uuid(owner)):
         LOG.warning("leaving port %s on bridge %s alone: %s", representor, existing.bridge, existing.owner())
         return False
     # --if-exists: it may have gone since; the ownership read and the delete are two transactions, and only an
@@ -380,9 +379,8 @@ def other_config(key: str, *, timeout: float = 5.0) -> str | None:
     return str(json.loads(out)) if out.startswith('"') else out
 
 
-def _uuid(value: str) -> uuid.UUID:
+def _uuid(value: str) -> str:
     try:
-        return uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
+        return canonical_uuid(value)
+    except (ValueError, AttributeError):
         raise InvalidValue(what="domain UUID", value=value, problem="expected a UUID") from None
-

@@ -10,7 +10,6 @@ setting that could not be put back is one line each and exit 1.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import Any
 
@@ -19,18 +18,12 @@ from . import network_ports
 
 HELP = "free VF leases by hand (journaled): all of a domain's (--domain), or one VF (--vf)"
 REASON = "released by hand (vfctl release)"
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--domain", metavar="D", help="every lease of this domain (name or UUID)")
     which.add_argument("--vf", metavar="ADDR", help="the lease of this VF, whoever holds it (PCI address)")
-
-
-def canonical_uuid(text: str) -> str:
-    digits = text.replace("-", "").lower()
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def describe(lease: Any) -> str:
@@ -40,7 +33,7 @@ def describe(lease: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..addresses import PciAddress
+    from ..addresses import PciAddress, canonical_uuid
 
     cfg = load_config(args)
     vf = str(PciAddress.parse(args.vf)) if args.vf else None
@@ -58,10 +51,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"VF {vf} was not held by any domain; nothing released")
         else:
             domain = args.domain
-            if _UUID_RE.match(domain):
-                uuids = [canonical_uuid(domain)]
-                name = None
-            else:
+            try:
+                uuids, name = [canonical_uuid(domain)], None
+            except ValueError:  # a name
                 uuids = sorted({x.domain_uuid for x in ledger.leases() if x.domain_name == domain})
                 name = domain
             freed = []
