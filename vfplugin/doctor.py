@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-from . import DEFAULT_CONFIG
+from . import DEFAULT_CONFIG, HOOK_NAME, QEMU_HOOKS
 from .checks import FAIL, OK, WARN, Check
 from .config import DEFAULT_LEDGER, Config
 from .errors import HostError, PfNotFound, PfNotPci, PfNotSriov, VfpluginError
@@ -22,8 +22,6 @@ from .inventory import VfInfo, discover
 from .pciids import PciIds
 from .sysfs import Sysfs
 
-HOOKS_DIR = Path("/etc/libvirt/hooks/qemu.d")
-HOOK_NAME = "vfplugin"
 DAEMONS = ("libvirtd", "virtqemud")  # monolithic daemon, or the modular one that runs qemu hooks
 GRUB_FIX = (
     "add 'intel_iommu=on iommu=pt' (AMD: 'iommu=pt') to GRUB_CMDLINE_LINUX in /etc/default/grub, "
@@ -141,7 +139,7 @@ def pf_checks(
     return out
 
 
-def hook_checks(hooks_dir: Path = HOOKS_DIR, proc: Path = Path("/proc")) -> list[Check]:
+def hook_checks(hooks_dir: Path = Path(QEMU_HOOKS), proc: Path = Path("/proc")) -> list[Check]:
     """The hook is installed and executable, and the daemon that runs it started after it was installed."""
     hook = hooks_dir / HOOK_NAME
     try:
@@ -266,7 +264,7 @@ def checks(
     *,
     sysfs: Sysfs | None = None,
     pciids: PciIds | None = None,
-    hooks_dir: Path = HOOKS_DIR,
+    hooks_dir: Path = Path(QEMU_HOOKS),
     proc: Path = Path("/proc"),
     module_available: Callable[[str], bool] = _modinfo,
     extra: Sequence[ExtraChecks] = (_offload_checks,),

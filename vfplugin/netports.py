@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import NETWORK_HOOK
 from .addresses import PciAddress
 from .config import Config
 from .leases import Lease
@@ -249,7 +250,6 @@ __all__ = ["Plan", "Port", "PortFacts", "doctor_checks", "plan", "port_xml", "re
 
 # --- vfctl doctor ------------------------------------------------------------------------------------------------
 
-NETWORK_HOOK = "/etc/libvirt/hooks/network.d/vfplugin"
 
 
 def doctor_checks(conn: Any, cfg: Config, inventory: Any, leases: Sequence[Lease],

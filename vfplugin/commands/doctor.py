@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .. import HOOK_NAME, QEMU_HOOKS
 from . import config as load_config
 
 HELP = "check the host: IOMMU, vfio-pci, PFs and VFs, hook, daemon, ledger (prints the fix for each failure)"
@@ -16,7 +17,7 @@ HELP = "check the host: IOMMU, vfio-pci, PFs and VFs, hook, daemon, ledger (prin
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--hooks-dir", default="/etc/libvirt/hooks/qemu.d", help="where the qemu hook should be (%(default)s)"
+        "--hooks-dir", default=QEMU_HOOKS, help="where the qemu hook should be (%(default)s)"
     )
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     looked_at = config_path(getattr(args, "config", None))
     results = checks(cfg, hooks_dir=Path(args.hooks_dir), config_path=Path(looked_at))
-    results += network_checks(cfg, args.connect, str(Path(args.hooks_dir).parent / "network.d" / "vfplugin"))
+    results += network_checks(cfg, args.connect, str(Path(args.hooks_dir).parent / "network.d" / HOOK_NAME))
     results += agent_checks(cfg)
     for check in results:
         print(check.line())

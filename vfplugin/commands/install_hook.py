@@ -10,11 +10,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .. import QEMU_HOOKS
+
 HELP = (
     "install the qemu hook as <hooks-dir>/vfplugin and the network hook as <hooks-dir>/../network.d/vfplugin "
     "(then restart libvirtd/virtqemud: hooks are found at start)"
 )
-DEFAULT_DIR = "/etc/libvirt/hooks/qemu.d"
+DEFAULT_DIR = QEMU_HOOKS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
