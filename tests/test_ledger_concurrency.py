@@ -60,7 +60,7 @@ def allocate_one(path: str, i: int, barrier: Any, results: Any) -> None:
     try:
         with Ledger.open(path, boot_id="boot", timeout=30) as ledger:
             [assignment] = assign_and_reserve(domain, CONFIG, POOL_VFS, ledger, cpu_nodes={})
-        results.put((i, "won", str(assignment.choice.vf.address)))
+        results.put((i, "won", str(assignment.vf.address)))
     except NoCandidate as e:
         results.put((i, "none", str(e)))
     except Exception as e:

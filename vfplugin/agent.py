@@ -332,7 +332,7 @@ class Agent:
             error: VfpluginError | None = None
             for vfs in offers or [[]]:
                 try:
-                    assignments = assign(domain, domain.requests(), self.cfg, vfs, ledger, self._cpu_nodes)
+                    choices = assign(domain, domain.requests(), self.cfg, vfs, ledger, self._cpu_nodes)
                     error = None
                     break
                 except NoCandidate as e:
@@ -352,11 +352,11 @@ class Agent:
                 self._fail(known.uuid, known.name, word, str(e))
                 return
             raise  # the connection is gone: reconnect, then start over
-        changed = [a for a in assignments if fresh.pointers.get(a.choice.nic.id) != str(a.choice.vf.address)]
+        changed = [a for a in choices if fresh.pointers.get(a.nic.id) != str(a.vf.address)]
         LOG.info("%s %s (%s): %s", word, known.name, why, "; ".join(a.describe() for a in changed))
         for a in changed:
             ledger.journal(word, "ok", domain_uuid=known.uuid, domain_name=known.name,
-                           vf=str(a.choice.vf.address), detail=f"{why}: {a.describe()}")
+                           vf=str(a.vf.address), detail=f"{why}: {a.describe()}")
         self.failed.pop(known.uuid, None)
         self._read(dom)
 

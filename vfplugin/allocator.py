@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from .config import Pool
 from .errors import NoCandidate
 from .inventory import VfInfo
+from .leases import Want
 from .request import NicRequest
 
 if TYPE_CHECKING:
@@ -43,10 +44,22 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Choice:
+    """The VF chosen for one nic, and why; with the MAC it gets once the rewriter writes it into the domain
+    (rewrite.py: None until then). What the ledger is then asked for is ``want``."""
+
     nic: NicRequest
     vf: VfInfo
     ranked: tuple[Candidate, ...]  # best first; ranked[0].vf is vf
     dropped: tuple[tuple[str, str, str], ...]  # (step, VF address, why)
+    mac: str | None = None
+
+    @property
+    def want(self) -> Want:
+        return Want(vf=str(self.vf.address), nic_id=self.nic.id, mac=self.mac, vlan=self.nic.vlan)
+
+    def describe(self) -> str:
+        """``net0: VF 0000:0a:10.0 (eth2 vf 0), MAC 52:54:00:..``, as vfctl reports a choice."""
+        return f"{self.nic.id}: VF {self.vf.address} ({self.vf.pf} vf {self.vf.vf_index}), MAC {self.mac}"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .allocator import Choice, DomainContext, choose
@@ -23,22 +23,6 @@ from .log import LOG
 
 if TYPE_CHECKING:
     from .request import NicRequest
-
-
-@dataclass(frozen=True)
-class Assignment:
-    choice: Choice
-    mac: str
-
-    @property
-    def want(self) -> Want:
-        nic = self.choice.nic
-        return Want(vf=str(self.choice.vf.address), nic_id=nic.id, mac=self.mac, vlan=nic.vlan)
-
-    def describe(self) -> str:
-        """``net0: VF 0000:0a:10.0 (eth2 vf 0), MAC 52:54:00:..``, as vfctl reports a choice."""
-        vf = self.choice.vf
-        return f"{self.choice.nic.id}: VF {vf.address} ({vf.pf} vf {vf.vf_index}), MAC {self.mac}"
 
 
 def domain_uuid(domain: Domain) -> str:
@@ -63,7 +47,7 @@ def _bound_by_hand(domain: Domain, nics: Sequence[NicRequest]) -> list[NicReques
 
 @dataclass(frozen=True)
 class Inputs:
-    """What the allocator is asked for a domain's ``nics``: the one rule ``vfctl define`` (``_plan``) and
+    """What the allocator is asked for a domain's ``nics``: the one rule ``vfctl define`` (``_choose_and_write``) and
     ``vfctl explain`` both follow, so that explain says what define does."""
 
     nics: list[NicRequest]  # to choose a VF for
@@ -91,7 +75,7 @@ def inputs(domain: Domain, nics: Sequence[NicRequest], vfs: Sequence[VfInfo], hi
     )
 
 
-def _plan(
+def _choose_and_write(
     domain: Domain,
     nics: Sequence[NicRequest],
     config: Config,
@@ -100,7 +84,7 @@ def _plan(
     history: Mapping[str, str],
     last_released: Mapping[str, float],
     cpu_nodes: Mapping[int, int],
-) -> list[Assignment]:
+) -> list[Choice]:
     """Choose a VF and a MAC for each of ``nics`` from these facts and write them into ``domain``."""
     uuid = domain_uuid(domain)
     current_macs = {r.nic_id: r.mac for r in domain.hostdevs() if r.nic_id and r.mac}
@@ -116,14 +100,14 @@ def _plan(
         last_released=last_released,
     )
     taken_macs = {lease.mac for lease in leases if lease.domain_uuid != uuid and lease.mac}
-    assignments = []
+    chosen = []
     for choice in choices:
         nic = choice.nic
         taken = taken_macs | domain.macs(except_nic=nic.id)  # never the MAC of another interface of the domain
         mac = nic.mac or current_macs.get(nic.id) or generate_mac(config.mac_prefix, uuid, nic.id, taken)
         taken_macs.add(mac)
         domain.materialize(nic, choice.vf.address, mac)
-        assignments.append(Assignment(choice, mac))
+        chosen.append(replace(choice, mac=mac))
         LOG.info(
             "nic %s of %s -> VF %s (%s)",
             nic.id,
@@ -131,7 +115,7 @@ def _plan(
             choice.vf.address,
             "; ".join(choice.ranked[0].reasons),
         )
-    return assignments
+    return chosen
 
 
 def assign(
@@ -141,10 +125,10 @@ def assign(
     vfs: Sequence[VfInfo],
     ledger: Ledger,
     cpu_nodes: Mapping[int, int],
-) -> list[Assignment]:
+) -> list[Choice]:
     """Choose VFs for ``nics`` against the ledger now, write them into ``domain``; reserve nothing."""
     _materialize_networks(domain, config, ledger, [n for n in nics if n.selector == "network"])
-    return _plan(
+    return _choose_and_write(
         domain,
         [n for n in nics if n.selector != "network"],
         config,
@@ -178,7 +162,7 @@ def assign_and_reserve(
     ledger: Ledger,
     cpu_nodes: Mapping[int, int],
     nics: Sequence[NicRequest] | None = None,
-) -> list[Assignment]:
+) -> list[Choice]:
     """``assign`` every request (or ``nics``) and reserve the VFs, choosing inside the ledger's write
     transaction so that domains defined at the same moment never get the same VF (no retry loop)."""
     if nics is None:
@@ -188,11 +172,11 @@ def assign_and_reserve(
     wanted = [n for n in wanted if n.selector != "network"]
     if not wanted:
         return []
-    result: list[Assignment] = []
+    result: list[Choice] = []
     bound = [Want(vf=n.value, nic_id=n.id, mac=n.mac, vlan=n.vlan) for n in _bound_by_hand(domain, wanted)]
 
     def pick(snapshot: Snapshot) -> list[Want]:
-        result[:] = _plan(
+        result[:] = _choose_and_write(
             domain, wanted, config, vfs, snapshot.leases, snapshot.sticky, snapshot.last_released, cpu_nodes
         )
         return [a.want for a in result] + bound

@@ -71,19 +71,20 @@ def run(args: argparse.Namespace) -> int:
         uuid = domain_uuid(domain)
         with open_ledger(cfg) as ledger:
             ledger.record_vfs(inventory.vfs)
-            assignment = assign(domain, [nic], cfg, inventory.vfs, ledger, sysfs.cpu_nodes())[0]
-            vf = assignment.choice.vf
+            choice = assign(domain, [nic], cfg, inventory.vfs, ledger, sysfs.cpu_nodes())[0]
+            vf, mac = choice.vf, choice.mac
+            assert mac is not None  # assign wrote it into the domain
             # Hold the VF before libvirt sees it: active for a live hot-plug, reserved for the next start.
-            (ledger.claim if live else ledger.reserve)(uuid, domain.name, [assignment.want])
+            (ledger.claim if live else ledger.reserve)(uuid, domain.name, [choice.want])
             try:
                 if live:
-                    held = Holding(vf.address, vf.pf, vf.vf_index, nic, "interface", assignment.mac, nic.vlan)
+                    held = Holding(vf.address, vf.pf, vf.vf_index, nic, "interface", mac, nic.vlan)
                     configure(cfg, sysfs, ledger, uuid, domain.name, held)
                 flag = (virt.AFFECT_LIVE if live else 0) | (virt.AFFECT_CONFIG if persistent else 0)
                 virt.call(
                     f"attach to {args.domain}",
                     dom.attachDeviceFlags,
-                    interface_xml(nic, vf.address, assignment.mac),
+                    interface_xml(nic, vf.address, mac),
                     flag,
                 )
                 requests = [n for n in domain.requests() if n.id != nic.id] + [nic]
@@ -96,5 +97,5 @@ def run(args: argparse.Namespace) -> int:
                 raise
     network_ports(cfg, args.connect)
     where = " and ".join(w for w, on in (("live", live), ("config", persistent)) if on)
-    print(f"attached {assignment.describe()} to {args.domain} ({where})")
+    print(f"attached {choice.describe()} to {args.domain} ({where})")
     return 0

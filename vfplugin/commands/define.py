@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     sysfs, inventory = host(cfg)
     with virt.connect(args.connect) as conn, open_ledger(cfg) as ledger:
         ledger.record_vfs(inventory.vfs)
-        assignments = assign_and_reserve(domain, cfg, inventory.vfs, ledger, sysfs.cpu_nodes())
+        choices = assign_and_reserve(domain, cfg, inventory.vfs, ledger, sysfs.cpu_nodes())
         try:
             virt.call(f"define {domain.name}", conn.defineXML, domain.to_text())
         except Exception:
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
             raise
     network_ports(cfg, args.connect)
     print(f"Domain '{domain.name}' defined from {args.file}")
-    for a in assignments:
+    for a in choices:
         print(f"  {a.describe()}")
     return 0
 

@@ -26,18 +26,18 @@ def run(args: argparse.Namespace) -> int:
             raise LibvirtError(problem=f"domain {args.domain!r} is already running")
         before = virt.xml(dom, inactive=True)
         domain = parse_domain(before, source=f"domain {args.domain}")
-        assignments = []
+        choices = []
         if domain.has_request():
             sysfs, inventory = host(cfg)
             with open_ledger(cfg) as ledger:
                 ledger.record_vfs(inventory.vfs)
-                assignments = assign_and_reserve(domain, cfg, inventory.vfs, ledger, sysfs.cpu_nodes())
+                choices = assign_and_reserve(domain, cfg, inventory.vfs, ledger, sysfs.cpu_nodes())
             after = domain.to_bytes()
             if after != before:
                 virt.call(f"redefine {args.domain}", conn.defineXML, after.decode("utf-8"))
             network_ports(cfg, args.connect)
         virt.call(f"start {args.domain}", dom.create)
     print(f"Domain '{args.domain}' started")
-    for a in assignments:
+    for a in choices:
         print(f"  {a.describe()}")
     return 0
