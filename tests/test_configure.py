@@ -14,7 +14,7 @@ from vfplugin import configure as configure_module
 from vfplugin import netlink
 from vfplugin.addresses import PciAddress
 from vfplugin.config import Config
-from vfplugin.ledger import Ledger, Want
+from vfplugin.ledger import Ledger, Saved, Want
 from vfplugin.plan import Holding
 from vfplugin.request import parse_request
 from vfplugin.sysfs import Sysfs
@@ -51,6 +51,6 @@ def test_a_second_prepare_keeps_the_settings_the_first_one_saved(tmp_path: Path,
         for _ in range(2):  # prepare, then prepare again after a crash: the VF already carries vfplugin's values
             configure_module.configure(Config(), Sysfs(tmp_path), ledger, "u1", "web1", held)
         saved = ledger.lease(VF).saved
-        assert saved is not None and dict(saved.settings) == {"trust": False, "spoofchk": True}
+        assert saved == Saved("eth2", 0, (("spoofchk", True), ("trust", False)))  # as configure built it
         assert configure_module.unconfigure(Config(), Sysfs(tmp_path), ledger.lease(VF), "eth2") == []
     assert fake.state == {"trust": False, "spoofchk": True}

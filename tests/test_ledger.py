@@ -463,6 +463,37 @@ def test_a_version_2_file_is_migrated_keeping_leases_settings_and_history(path):
         assert migrated.integrity() == []
 
 
+FIXTURE_V3 = Path(__file__).parent / "fixtures" / "ledger" / "v3.sql"
+
+
+def test_a_version_3_file_written_by_vfplugin_keeps_what_release_must_undo(path):
+    """Version 4 moved the JSON of version 3 into columns, in SQL: a file the previous vfplugin wrote."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    db.executescript(FIXTURE_V3.read_text())
+    db.close()
+    web, dbu = "11111111-2222-4333-8444-555555555555", "66666666-2222-4333-8444-555555555555"
+    with Ledger.open(path, boot_id="boot-v3") as migrated:
+        assert migrated._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        saved = {lease.vf: lease.saved for lease in migrated.leases()}
+        assert saved == {
+            VF1: Saved("eth2", 0, (("vlan", 0), ("qos", 0), ("spoofchk", True), ("trust", False),
+                                    ("link_state", "auto"), ("max_tx_rate", 0))),
+            VF2: Saved("eth3", 1, (), "br-offload", "eth3_1"),
+            "0000:0a:10.2": None,
+        }
+        assert migrated.netnic(dbu, "52:54:00:00:00:02") == NetNic(
+            "52:54:00:00:00:02", "net0", "vfnet", {"trust": True, "max_tx_rate": 100})
+        assert [e.action for e in migrated.history(domain=web)] == ["claim", "claim"]
+        assert migrated.sticky(web) == {"net0": VF1}
+        assert migrated.integrity() == []
+    # and what it now writes reads back the same
+    with Ledger.open(path, boot_id="boot-v3") as ledger:
+        ledger.save_settings(web, VF1, saved[VF1].with_port("br1", "eth2_0"))  # type: ignore[union-attr]
+        assert ledger.lease(VF1).saved == Saved(  # type: ignore[union-attr]
+            "eth2", 0, saved[VF1].settings, "br1", "eth2_0")  # type: ignore[union-attr]
+
+
 def test_a_network_port_release_frees_only_leases_taken_through_that_network(path):
     with Ledger.open(path, boot_id="b") as ledger:
         ledger.claim("u-web", "web1", [Want(VF1, "net0"), Want(VF2, "net1", network="vfnet", port="p-2")])

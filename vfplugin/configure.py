@@ -87,7 +87,7 @@ def configure(
 ) -> None:
     """Apply the VF settings libvirt does not and plug the representor; undo both if either fails.
     ``via``: how to reach rtnetlink (netlink.py: "pyroute2" for vfctl, "iproute2" for the hooks)."""
-    from .leases import Saved
+    from .leases import Saved, settings_pairs
 
     settings = h.settings()
     previous: dict[str, Any] = {}
@@ -99,7 +99,7 @@ def configure(
         # A lease that already saved settings (a second prepare after a crash) keeps the originals it saved:
         # what apply found this time is vfplugin's own earlier work.
         if held is None or held.saved is None or not held.saved.settings:
-            ledger.save_settings(uuid, h.vf, Saved(h.pf, h.vf_index, tuple(previous.items())))
+            ledger.save_settings(uuid, h.vf, Saved(h.pf, h.vf_index, settings_pairs(previous)))
     port = None
     try:
         port = plug(config, sysfs, uuid, name, h)

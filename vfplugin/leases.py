@@ -34,6 +34,11 @@ def typed(key: str, value: Any) -> Any:
     return SETTING_TYPES[key](value)
 
 
+def settings_pairs(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """``values`` as ``Saved.settings``: in SETTING_TYPES' order, the order the ledger reads them back in."""
+    return tuple((key, values[key]) for key in SETTING_TYPES if key in values)
+
+
 class Want(Record):
     """One VF a domain asks the ledger for."""
 
