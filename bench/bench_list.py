@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import baseline, bench_host, figure, median_wall, python
+from common import against_baseline, bench_host, figure, python
 
 PFS, VFS_PER_PF, TARGET, RUNS = 16, 64, 10.0, 15
 
@@ -27,8 +27,7 @@ def main() -> int:
         if len(listed) != count:
             print(f"bench_list: listed {len(listed)} VFs, expected {count}", file=sys.stderr)
             return 1
-        base = baseline(interpreter, RUNS)
-        measured = median_wall(argv, RUNS, env)
+        measured, base = against_baseline(argv, interpreter, RUNS, env)
     print(figure(f"vfctl list --json, {count} VFs", measured, base, TARGET, what="list"))
     return 0
 

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import baseline, bench_host, figure, median_wall, python
+from common import against_baseline, bench_host, figure, python
 
 from vfplugin.config import load
 from vfplugin.inventory import discover
@@ -39,8 +39,7 @@ def main() -> int:
         if states != 3 * count:
             print(f"bench_metrics: {states} vfplugin_vf_state samples, expected {3 * count}", file=sys.stderr)
             return 1
-        base = baseline(interpreter, RUNS)
-        measured = median_wall(argv, RUNS, env)
+        measured, base = against_baseline(argv, interpreter, RUNS, env)
     print(figure(f"vfctl metrics, {count} VFs", measured, base, TARGET, what="metrics"))
     return 0
 

@@ -63,6 +63,19 @@ def baseline(interpreter: str, runs: int = 15) -> float:
     return median_wall([interpreter, "-I", "-c", "pass"], runs)
 
 
+def against_baseline(
+    argv: Sequence[str], interpreter: str, runs: int = 15, env: Mapping[str, str] | None = None
+) -> tuple[float, float]:
+    """(median wall time of ``argv``, median of ``<interpreter> -I -c pass``), the two run in turn after one
+    unmeasured run each: a machine busy for a moment slows both, not just the one it happened to fall on."""
+    measured: list[float] = []
+    base: list[float] = []
+    for _ in range(runs + 1):
+        base += wall_times([interpreter, "-I", "-c", "pass"], 1, warmup=0)
+        measured += wall_times(argv, 1, env, warmup=0)
+    return statistics.median(measured[1:]), statistics.median(base[1:])
+
+
 def figure(name: str, measured: float, base: float, target: float | None = None, what: str = "") -> str:
     """One line: ``name: 6.1x python3 -I -c pass (list 0.140 s, baseline 0.023 s; target <= 10x: met)``."""
     ratio = measured / base
