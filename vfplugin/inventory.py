@@ -6,17 +6,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from .addresses import PciAddress
 from .config import Config
 from .errors import HostError, PfNoVfs, VfpluginError
 from .pciids import PciIds
+from .record import Record
 from .sysfs import Sysfs
 
 
-@dataclass(frozen=True)
-class VfInfo:
+class VfInfo(Record):
     address: PciAddress
     pf: str  # PF netdev name, as in sriov_nics
     pf_address: PciAddress
@@ -36,8 +34,7 @@ class VfInfo:
         return self.pools[0] if self.pools else None
 
 
-@dataclass(frozen=True)
-class Inventory:
+class Inventory(Record):
     """Every VF of the managed PFs, plus what stopped discovery of a PF (missing, not SR-IOV, 0 VFs)."""
 
     vfs: tuple[VfInfo, ...] = ()
@@ -49,8 +46,7 @@ class Inventory:
         return next((vf for vf in self.vfs if vf.address == address), None)
 
 
-@dataclass(frozen=True)
-class PfInfo:
+class PfInfo(Record):
     """A managed PF as the operator's views show it (vfctl list --tree, metrics), or why it cannot be used."""
 
     name: str
@@ -83,16 +79,15 @@ def survey(
             problems.append(pf)
             pfs.append(PfInfo(name=str(pf.kwargs.get("pf", "?")), problem=str(pf)))
             continue
-        info = PfInfo(
-            name=pf.name, address=str(pf.address), model=pciids.model(pf.vendor_id, pf.device_id),
-            driver=pf.driver or "", numa_node=pf.numa_node, total_vfs=pf.total_vfs, num_vfs=pf.num_vfs,
-        )
-        if not pf.vfs:
-            problem = PfNoVfs(pf=pf.name, address=str(pf.address), total=pf.total_vfs)
-            problems.append(problem)
-            pfs.append(replace(info, problem=str(problem)))
+        no_vfs = None if pf.vfs else PfNoVfs(pf=pf.name, address=str(pf.address), total=pf.total_vfs)
+        pfs.append(PfInfo(
+            name=pf.name, problem=None if no_vfs is None else str(no_vfs), address=str(pf.address),
+            model=pciids.model(pf.vendor_id, pf.device_id), driver=pf.driver or "", numa_node=pf.numa_node,
+            total_vfs=pf.total_vfs, num_vfs=pf.num_vfs,
+        ))
+        if no_vfs is not None:
+            problems.append(no_vfs)
             continue
-        pfs.append(info)
         for vf in pf.vfs:
             model = pciids.model(vf.vendor_id, vf.device_id)
             vfs.append(

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Config
+from .record import Record
 
 STATES = ("free", "reserved", "active")
 # Hook latency buckets (seconds): the hook's own figures are 8-20 ms (README, Benchmarks); a slow disk or a
@@ -42,30 +42,32 @@ TRAFFIC = (
 )
 
 
-@dataclass
 class Family:
     """One metric family: ``name`` as prometheus_client names it (a counter without ``_total``), its type
-    (gauge, counter, histogram), help, and samples (full sample name, labels, value)."""
+    (gauge, counter, histogram), help, and samples (full sample name, labels, value), added one by one."""
 
-    name: str
-    type: str
-    help: str
-    samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
+    __slots__ = ("name", "type", "help", "samples")
+
+    def __init__(self, name: str, type: str, help: str) -> None:  # noqa: A002 - Prometheus' own words
+        self.name, self.type, self.help = name, type, help
+        self.samples: list[tuple[str, dict[str, str], float]] = []
 
     def add(self, labels: Mapping[str, Any], value: float, suffix: str = "") -> None:
         name = self.name + ("_total" if self.type == "counter" else suffix)
         self.samples.append((name, {k: "" if v is None else str(v) for k, v in labels.items()}, float(value)))
 
 
-@dataclass(frozen=True)
-class HostFacts:
+_NONE: Mapping[str, Any] = {}
+
+
+class HostFacts(Record):
     """Everything ``families`` turns into series."""
 
     pfs: tuple[Any, ...]  # inventory.PfInfo
     vfs: tuple[Any, ...]  # inventory.VfInfo
     leases: Mapping[str, Any] | None  # VF address -> live lease (ledger.Lease); None: ledger unreadable
     journal: Mapping[str, Any] | None = None  # Ledger.journal_summary(BUCKETS); None: no ledger yet
-    stats: Mapping[str, Any] = field(default_factory=dict)  # PF -> vfstats.PfStats (counters or a reason)
+    stats: Mapping[str, Any] = _NONE  # PF -> vfstats.PfStats (counters or a reason)
     pools: tuple[str, ...] = ()  # configured pool names
 
 
