@@ -97,22 +97,19 @@ _KEYS = {
 ESWITCH_MODES = ("legacy", "switchdev")
 
 
-POOL_SETTINGS = ("trust", "spoofchk", "link_state", "min_tx_rate", "max_tx_rate")
-
-
 def _pool_settings(
     raw: Any, key: str, fail: Callable[[str, str], ConfigError]
 ) -> tuple[tuple[str, object], ...]:
     """A pool's ``settings``, validated by the request's own rules: the same words and limits as ``<vfp:nic>``."""
     if raw is None:
         return ()
-    if not isinstance(raw, Mapping):
-        raise fail(key, f"expected a mapping of {', '.join(POOL_SETTINGS)}")
-    extra = sorted(str(k) for k in raw if k not in POOL_SETTINGS)
-    if extra:
-        raise fail(f"{key}.{extra[0]}", f"unknown setting; a pool may set {', '.join(POOL_SETTINGS)}")
-    from .request import parse_request
+    from .request import VF_SETTINGS, parse_request  # here: a configuration without pool settings never needs it
 
+    if not isinstance(raw, Mapping):
+        raise fail(key, f"expected a mapping of {', '.join(VF_SETTINGS)}")
+    extra = sorted(str(k) for k in raw if k not in VF_SETTINGS)
+    if extra:
+        raise fail(f"{key}.{extra[0]}", f"unknown setting; a pool may set {', '.join(VF_SETTINGS)}")
     attrs = {"id": "settings", "pool": "settings"}
     for name, value in raw.items():  # YAML reads on/off as booleans
         attrs[name] = ("on" if value else "off") if isinstance(value, bool) else str(value)
@@ -120,7 +117,7 @@ def _pool_settings(
         settings = parse_request(attrs).vf_settings()
     except InvalidValue as e:
         raise fail(key, str(e)) from None
-    return tuple((name, settings[name]) for name in POOL_SETTINGS if name in settings)
+    return tuple((name, settings[name]) for name in VF_SETTINGS if name in settings)
 
 
 def parse(data: Any, source: str = "<config>") -> Config:

@@ -25,8 +25,6 @@ SETTING_TYPES: dict[str, type] = {
     "mac": str, "vlan": int, "qos": int, "spoofchk": bool, "trust": bool, "link_state": str,
     "min_tx_rate": int, "max_tx_rate": int,
 }
-# What a network nic (<vfp:nic network=...>) may ask for (request.NicRequest.vf_settings).
-NIC_SETTINGS = ("trust", "spoofchk", "link_state", "min_tx_rate", "max_tx_rate")
 
 
 def typed(key: str, value: Any) -> Any:
@@ -93,7 +91,7 @@ class NetNic(Record):
     mac: str
     nic_id: str
     network: str
-    settings: Mapping[str, Any]  # NIC_SETTINGS names -> values (trust, spoofchk, link_state, rates)
+    settings: Mapping[str, Any]  # request.VF_SETTINGS names -> values (trust, spoofchk, link_state, rates)
 
 
 _NOTHING: Mapping[str, Any] = {}

@@ -25,7 +25,6 @@ from .leases import (
     ACTIVATE,
     INSERT,
     KEEP_ACTIVE,
-    NIC_SETTINGS,
     REFUSE,
     RENEW,
     SETTING_TYPES,
@@ -283,25 +282,29 @@ class Ledger:
 
     def record_netnics(self, domain_uuid: str, nics: Sequence[NetNic]) -> None:
         """Replace what this domain's network nics ask for (the qemu hook, at prepare begin)."""
+        from .request import VF_SETTINGS  # here: started and release end never need it
+
         with self._write("netnics") as db:
             now = self._clock()
             db.execute("DELETE FROM netnics WHERE domain_uuid = ?", (domain_uuid,))
             db.executemany(
-                f"""INSERT INTO netnics (domain_uuid, mac, nic_id, network, {", ".join(NIC_SETTINGS)}, time)
-                    VALUES (?, ?, ?, ?, {"?, " * len(NIC_SETTINGS)}?)""",
-                [(domain_uuid, n.mac.lower(), n.nic_id, n.network, *(n.settings.get(k) for k in NIC_SETTINGS), now)
+                f"""INSERT INTO netnics (domain_uuid, mac, nic_id, network, {", ".join(VF_SETTINGS)}, time)
+                    VALUES (?, ?, ?, ?, {"?, " * len(VF_SETTINGS)}?)""",
+                [(domain_uuid, n.mac.lower(), n.nic_id, n.network, *(n.settings.get(k) for k in VF_SETTINGS), now)
                  for n in nics],
             )
 
     def netnic(self, domain_uuid: str, mac: str) -> NetNic | None:
         """What the network nic with this MAC of this domain asks for; None when it asks nothing."""
+        from .request import VF_SETTINGS
+
         with self._errors():
             row = self._conn.execute(
                 "SELECT * FROM netnics WHERE domain_uuid = ? AND mac = ?", (domain_uuid, mac.lower())
             ).fetchone()
         if row is None:
             return None
-        settings = {key: typed(key, row[key]) for key in NIC_SETTINGS if row[key] is not None}
+        settings = {key: typed(key, row[key]) for key in VF_SETTINGS if row[key] is not None}
         return NetNic(row["mac"], row["nic_id"], row["network"], settings)
 
     def release_vf(self, vf: str, reason: str) -> Lease | None:

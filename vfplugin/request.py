@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 SELECTORS = ("pool", "model", "pf", "vf", "network")  # network: a libvirt hostdev network picks the VF
 LINK_STATES = {"auto": 0, "enable": 1, "disable": 2}  # IFLA_VF_LINK_STATE_* values
 _OPTIONS = ("mac", "vlan", "qos", "trust", "spoofchk", "link_state", "min_tx_rate", "max_tx_rate")
+# The options vfplugin itself applies through the PF (libvirt does MAC and VLAN of a hostdev interface): what a
+# pool's ``settings`` may give and what the ledger keeps for a network nic.
+VF_SETTINGS = ("trust", "spoofchk", "link_state", "min_tx_rate", "max_tx_rate")
 ATTRIBUTES = ("id",) + SELECTORS + _OPTIONS
 _ONOFF = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}
 
@@ -51,7 +54,7 @@ class NicRequest(Record):
     def vf_settings(self) -> dict[str, object]:
         """The settings vfplugin applies through the PF (libvirt does MAC and VLAN for hostdev interfaces)."""
         settings: dict[str, object] = {}
-        for key in ("trust", "spoofchk", "link_state", "min_tx_rate", "max_tx_rate"):
+        for key in VF_SETTINGS:
             value = getattr(self, key)
             if value is not None:
                 settings[key] = value
