@@ -161,14 +161,18 @@ def inventory_locate(inventory: Any) -> Callable[[PciAddress], tuple[str, int] |
     return locate
 
 
+def domain_lookup(conn: Any) -> Callable[[str], bool]:
+    """``domain_exists`` for ``plan``: whether libvirt knows a domain of this UUID (a port whose owner is gone
+    is stale)."""
+    def domain_exists(uuid: str) -> bool:
+        try:
+            conn.lookupByUUIDString(uuid)
+            return True
+        except Exception:  # libvirtError: no such domain
+            return False
 
-def _domain_exists(conn: Any, uuid: str) -> bool:
-    """Whether libvirt knows a domain of this UUID (a port whose owner is gone is stale)."""
-    try:
-        conn.lookupByUUIDString(uuid)
-        return True
-    except Exception:  # libvirtError: no such domain
-        return False
+    return domain_exists
+
 
 def sync(conn: Any, cfg: Config, ledger: Any, inventory: Any, dry_run: bool = False) -> tuple[list[str], list[str]]:
     """Bring every active guarded network's ports in step with ``ledger``; returns (fixes, failures), one line
@@ -179,9 +183,7 @@ def sync(conn: Any, cfg: Config, ledger: Any, inventory: Any, dry_run: bool = Fa
     fixes: list[str] = []
     failures: list[str] = []
     locate = inventory_locate(inventory)
-
-    def domain_exists(uuid: str) -> bool:
-        return _domain_exists(conn, uuid)
+    domain_exists = domain_lookup(conn)
 
     for net, network in guarded_networks(conn, cfg, locate):
         try:
@@ -251,7 +253,6 @@ __all__ = ["Plan", "Port", "PortFacts", "doctor_checks", "plan", "port_xml", "re
 # --- vfctl doctor ------------------------------------------------------------------------------------------------
 
 
-
 def doctor_checks(conn: Any, cfg: Config, inventory: Any, leases: Sequence[Lease],
                   hook: str = NETWORK_HOOK) -> list[Any]:
     """Doctor lines: the network hook installed, and for each guarded network whether its ports match the
@@ -262,9 +263,7 @@ def doctor_checks(conn: Any, cfg: Config, inventory: Any, leases: Sequence[Lease
     from .errors import VfpluginError
 
     locate = inventory_locate(inventory)
-
-    def domain_exists(uuid: str) -> bool:
-        return _domain_exists(conn, uuid)
+    domain_exists = domain_lookup(conn)
 
     try:
         networks = guarded_networks(conn, cfg, locate, active_only=False)
