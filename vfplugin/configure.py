@@ -91,21 +91,26 @@ def configure(
 
     settings = h.settings()
     previous: dict[str, Any] = {}
+    saved: Saved | None = None  # what the lease keeps, once read
     if settings:
         from . import netlink  # only here: a VF without settings needs no netlink at all
 
         previous = netlink.apply(h.pf, h.vf_index, settings, via=via)
         held = ledger.lease(h.vf)
+        saved = held.saved if held is not None else None
         # A lease that already saved settings (a second prepare after a crash) keeps the originals it saved:
         # what apply found this time is vfplugin's own earlier work.
-        if held is None or held.saved is None or not held.saved.settings:
-            ledger.save_settings(uuid, h.vf, Saved(h.pf, h.vf_index, settings_pairs(previous)))
+        if saved is None or not saved.settings:
+            saved = Saved(h.pf, h.vf_index, settings_pairs(previous))
+            ledger.save_settings(uuid, h.vf, saved)
     port = None
     try:
         port = plug(config, sysfs, uuid, name, h)
         if port is not None:  # recorded, so that unplug finds it whatever the configuration says later
-            held = ledger.lease(h.vf)
-            saved = (held.saved if held is not None else None) or Saved(h.pf, h.vf_index)
+            if saved is None:  # no settings: only what an earlier prepare recorded, if anything
+                held = ledger.lease(h.vf)
+                saved = held.saved if held is not None else None
+            saved = saved or Saved(h.pf, h.vf_index)
             if saved.representor != port[1]:
                 ledger.save_settings(uuid, h.vf, saved.with_port(*port))
     except VfpluginError:
