@@ -12,9 +12,8 @@ states each field once, as a class annotation with its default if it has one::
 
 and gets ``__slots__``, an ``__init__`` taking the fields in order (by position or keyword), equality,
 hashing and repr from them; like a frozen dataclass, a field is set once and never changed. Type checkers see
-the same constructor through ``dataclass_transform`` (PEP 681). Modules the hook never imports keep
-dataclasses. Standard library only, nothing
-imported at all.
+the same constructor through ``dataclass_transform`` (PEP 681). Records serve where start-up counts (the hooks,
+``vfctl list`` and ``metrics``); other modules keep dataclasses. Standard library only, nothing imported at all.
 """
 
 from __future__ import annotations
