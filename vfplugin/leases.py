@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 # The VF settings vfplugin may change through the PF and saves, before changing them, for release to put
-# back (netlink.ORDER's names), with the type each is stored as.
+# back (netlink.ORDER's names, and qos apart from vlan), with the type each is stored as, in the order the
+# ledger keeps them.
 SETTING_TYPES: dict[str, type] = {
     "mac": str, "vlan": int, "qos": int, "spoofchk": bool, "trust": bool, "link_state": str,
     "min_tx_rate": int, "max_tx_rate": int,
@@ -51,8 +52,9 @@ class Want(Record):
 class Saved(Record):
     """What release needs to undo vfplugin's configuration of one VF, whichever process does it and whatever
     the configuration says by then: the settings the VF had before vfplugin changed them (``settings``, pairs
-    in netlink.ORDER's names: empty when it changed none) on VF ``vf_index`` of ``pf``, and the OVS port it
-    plugged (``bridge``, ``representor``: None when it plugged none)."""
+    in SETTING_TYPES' names and order, as ``settings_pairs`` makes them: empty when it changed none) on VF
+    ``vf_index`` of ``pf``, and the OVS port it plugged (``bridge``, ``representor``: None when it plugged
+    none)."""
 
     pf: str | None = None
     vf_index: int | None = None

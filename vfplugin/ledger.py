@@ -84,8 +84,8 @@ _SAVED_COLUMNS = tuple(f"saved_{key}" for key in SETTING_TYPES)
 
 
 def _saved(row: sqlite3.Row) -> Saved | None:
-    settings = tuple((key, typed(key, row[f"saved_{key}"])) for key in SETTING_TYPES
-                     if row[f"saved_{key}"] is not None)
+    values = [(key, row[column]) for key, column in zip(SETTING_TYPES, _SAVED_COLUMNS)]
+    settings = tuple((key, typed(key, value)) for key, value in values if value is not None)
     if not settings and row["representor"] is None:
         return None
     return Saved(row["saved_pf"], row["saved_vf_index"], settings, row["bridge"], row["representor"])
