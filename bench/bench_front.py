@@ -27,13 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, python
+from common import ROOT, hook_run, python
 
 sys.path.insert(0, str(ROOT))
 
 from tests.hookrun import LIBVIRT_PATH, domain_xml  # noqa: E402
 
 RUNS = 21
+ENV = {"LC_ALL": "C", "PATH": LIBVIRT_PATH}  # what libvirt passes a hook
 ROUNDS = 16  # 48 starts each: the figures differ by a few percent, the starts by more
 RUNS_PER_BLOCK = 3
 LIBEXEC = "/usr/libexec/vfplugin"
@@ -68,23 +69,13 @@ def packaged_layout(work: Path) -> dict[str, Path]:
     return conffiles
 
 
-def _timed(argv: list[str], stdin: bytes) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(argv, input=stdin, capture_output=True, env={"LC_ALL": "C", "PATH": LIBVIRT_PATH},
-                          check=False)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0 or done.stdout or done.stderr:
-        raise SystemExit(f"bench: {' '.join(argv)}: exit {done.returncode} {done.stderr.decode()[-300:]}")
-    return elapsed
-
-
 def ratio(argv: list[str], stdin: bytes) -> float:
     """Median of ``argv`` over median of ``python3 -I -c pass``, the two alternating (a busy machine's load
     falls on both alike)."""
     base, hook = [], []
     for i in range(RUNS + 1):
-        b = _timed([python(), "-I", "-c", "pass"], b"")
-        h = _timed(argv, stdin)
+        b = hook_run([python(), "-I", "-c", "pass"], b"", ENV, quiet=True)
+        h = hook_run(argv, stdin, ENV, quiet=True)
         if i:
             base.append(b)
             hook.append(h)

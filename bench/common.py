@@ -44,13 +44,14 @@ def wall_times(
     return times
 
 
-def hook_run(argv: Sequence[str], stdin: bytes, env: Mapping[str, str]) -> float:
-    """Wall time (s) of one hook event: ``argv`` with ``stdin`` as libvirt sends it; a failure aborts."""
+def hook_run(argv: Sequence[str], stdin: bytes, env: Mapping[str, str], quiet: bool = False) -> float:
+    """Wall time (s) of one hook event: ``argv`` with ``stdin`` as libvirt sends it; a failure aborts, and with
+    ``quiet`` so does any output (an event that is none of vfplugin's business must say nothing)."""
     start = time.perf_counter()
     done = subprocess.run(list(argv), input=stdin, capture_output=True, env=dict(env), check=False)
     elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(argv)} failed: {done.stderr.decode()[-400:]}")
+    if done.returncode != 0 or (quiet and (done.stdout or done.stderr)):
+        raise SystemExit(f"bench: {' '.join(argv)} failed (exit {done.returncode}): {done.stderr.decode()[-400:]}")
     return elapsed
 
 
