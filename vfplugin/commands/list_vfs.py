@@ -158,13 +158,13 @@ def run(args: argparse.Namespace) -> int:
     pfs, inventory = survey(cfg)
     for problem in inventory.problems:
         print(f"vfctl: {problem}", file=sys.stderr)
+    leases, waiting = read_ledger(cfg, waiting=True)
+    tell_waiting(waiting, sys.stderr)  # on stderr: the table, the tree and the JSON stay what they are
+    items = rows(inventory, leases, pf=args.pf, model=args.model, pool=args.pool, free=args.free)
     if args.tree:
         from .. import tree
 
-        leases, waiting = read_ledger(cfg, waiting=True)
-        tell_waiting(waiting, sys.stderr)
-        selected = {item["address"] for item in rows(
-            inventory, leases, pf=args.pf, model=args.model, pool=args.pool, free=args.free)}
+        selected = {item["address"] for item in items}
         filtered = args.model or args.pool or args.free
         shown = [pf for pf in pfs if args.pf is None or pf.name == args.pf]
         built = tree.build(shown, inventory.vfs, leases, only=selected if filtered else None)
@@ -173,9 +173,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(tree.render(built, color=use_color(sys.stdout, os.environ)))
         return 1 if inventory.problems else 0
-    leases, waiting = read_ledger(cfg, waiting=True)
-    items = rows(inventory, leases, pf=args.pf, model=args.model, pool=args.pool, free=args.free)
-    tell_waiting(waiting, sys.stderr)  # on stderr: the table and the JSON array stay what they are
     if args.json:
         # One object per line: readable, and json's C encoder (indent= would switch to the slow Python one).
         print("[\n" + ",\n".join(json.dumps(item) for item in items) + "\n]" if items else "[]")
