@@ -171,7 +171,7 @@ def _pool_settings(ctx: _Context, address: PciAddress, pf: str) -> tuple[tuple[s
 
         found = ctx.sysfs.vf(address)
         model = PciIds().model(found.vendor_id, found.device_id) if found is not None else None
-    return next((p.settings for p in pools if p.model is None or p.model == model), ())
+    return next((p.settings for p in pools if p.admits(pf, model or "")), ())
 
 
 # --- the actions -----------------------------------------------------------------------------------------
